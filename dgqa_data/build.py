@@ -1,0 +1,189 @@
+"""``dgqa build``: an official corpus download -> a Hub-layout dataset folder."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from dgqa_data import __version__
+from dgqa_data.cards import build_card, card_metadata
+from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, get_corpus
+from dgqa_data.hub_folder import HubFolderWriter
+from dgqa_data.imagecheck import check_image_bytes
+from dgqa_data.schema import DISTORTION_NAMES
+
+
+class BuildError(CorpusError):
+    """A bad item stopped the build (rerun with ``--skip-bad`` to record and skip such items)."""
+
+
+@dataclass
+class BuildReport:
+    """What a build wrote and what it skipped."""
+
+    out: Path
+    counts: dict[tuple[str, str], int]
+    skipped: list[Skip] = field(default_factory=list)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.counts.values())
+
+
+def _read(path: str, full: bool = False) -> tuple[bytes | None, str | None]:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None, "listed image is missing"
+    except OSError as err:
+        return None, f"cannot read image: {err}"
+    reason = check_image_bytes(data, full=full)
+    return (None, reason) if reason else (data, None)
+
+
+def build_corpus(
+    name: str | Corpus,
+    root: str | Path,
+    out: str | Path,
+    *,
+    num_proc: int = 1,
+    skip_bad: bool = False,
+    index_only: bool = False,
+    verify: str = "fast",
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> BuildReport:
+    """Build one corpus from its official download.
+
+    Args:
+        name: registry name (``kadid10k``, ``livec``, ...) or a :class:`Corpus`.
+        root: the unzipped official download.
+        out: the dataset folder to write (e.g. ``hub/dgqa/kadid10k``).
+        num_proc: processes reading and checking image files.
+        skip_bad: record bad items in ``skipped.csv`` and the card instead of failing.
+        index_only: store image paths + sha256 instead of the image bytes.
+        verify: ``"fast"`` checks headers and end markers; ``"full"`` decodes every image.
+        overwrite: replace ``out`` if it exists (only once the new build is complete).
+        progress: show a progress bar.
+        **options: corpus-specific options (e.g. ``resolution`` for KonIQ-10k).
+
+    Returns:
+        A :class:`BuildReport` with row counts per (config, split) and the skipped items.
+    """
+    corpus = name if isinstance(name, Corpus) else get_corpus(name)
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusError(f"corpus root {root} does not exist or is not a folder")
+    entries = list(corpus.rows(root, **options))
+    items: list[Item] = []
+    skipped: list[Skip] = []
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, Skip):
+            skipped.append(entry)
+            continue
+        image_id = entry.row["image_id"]
+        if image_id in seen:
+            skipped.append(
+                Skip(image_id, entry.row.get("_where", ""), f"duplicate name (first at {seen[image_id]})")
+            )
+            continue
+        seen[image_id] = entry.row.get("_where", "")
+        items.append(entry)
+    _fail_or_record(skipped, skip_bad)
+    if not items:
+        raise CorpusError(f"{corpus.name}: no images found under {root}")
+
+    features = corpus.features(index_only)
+    writer = HubFolderWriter(out, features, overwrite=overwrite, compress_images=corpus.image_format == "bmp")
+    with writer:
+        read = partial(_read, full=verify == "full")
+        paths = (str(it.path) for it in items)
+        if num_proc > 1:
+            pool = ProcessPoolExecutor(num_proc)
+            results = pool.map(read, paths, chunksize=32)
+        else:
+            pool, results = None, map(read, paths)
+        try:
+            bar = tqdm(
+                zip(items, results), total=len(items), desc=f"build {corpus.name}", disable=not progress
+            )
+            for item, (data, reason) in bar:
+                row = {k: v for k, v in item.row.items() if not k.startswith("_")}
+                if reason is not None:
+                    skipped.append(Skip(row["image_id"], item.row.get("_where", str(item.path)), reason))
+                    _fail_or_record(skipped[-1:], skip_bad)
+                    continue
+                if index_only:
+                    row["image"] = row["image_id"]
+                    row["sha256"] = hashlib.sha256(data).hexdigest()
+                else:
+                    row["image"] = {"bytes": data, "path": row["image_id"]}
+                writer.add(row, item.split, item.config)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        counts = dict(writer.counts)
+        type_counts = Counter(it.row["distortion_type"] for it in items)
+        card = corpus_card(corpus, writer.parts(), counts, skipped, type_counts, index_only)
+        extra = {"skipped.csv": skipped_csv(skipped)} if skipped else {}
+        writer.finish(card, extra)
+    return BuildReport(Path(out), counts, skipped)
+
+
+def _fail_or_record(skipped: list[Skip], skip_bad: bool) -> None:
+    if skipped and not skip_bad:
+        s = skipped[0]
+        raise BuildError(f"{s.where}: {s.image_id}: {s.reason} (use --skip-bad to record and skip bad items)")
+
+
+def skipped_csv(skipped: list[Skip]) -> str:
+    """``skipped.csv``: image_id, where, reason."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image_id", "where", "reason"])
+    w.writerows((s.image_id, s.where, s.reason) for s in skipped)
+    return buf.getvalue()
+
+
+def corpus_card(
+    corpus: Corpus,
+    parts: list[tuple[str, str]],
+    counts: dict[tuple[str, str], int],
+    skipped: list[Skip],
+    type_counts: Counter,
+    index_only: bool,
+) -> str:
+    """The README.md of a built corpus."""
+    meta = card_metadata(
+        pretty_name=corpus.pretty_name,
+        license=corpus.license,
+        parts=parts,
+        num_rows=sum(counts.values()),
+        tags=[corpus.name],
+    )
+    types = [
+        {"id": t, "name": DISTORTION_NAMES[t] if t >= 0 else "authentic / unknown", "count": n}
+        for t, n in sorted(type_counts.items())
+    ]
+    return build_card(
+        corpus.name,
+        meta,
+        corpus=corpus,
+        counts=[{"config": c, "split": s, "rows": n} for (c, s), n in counts.items()],
+        num_rows=sum(counts.values()),
+        skipped=skipped,
+        type_counts=types,
+        index_only=index_only,
+        version=__version__,
+    )

@@ -1,0 +1,145 @@
+"""Corpus declarations: what a builder needs to know about one IQA corpus, and its registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from dgqa_data.schema import to_quality
+
+
+class CorpusError(ValueError):
+    """A problem with an official download: names the file (and row) and what is wrong."""
+
+
+@dataclass
+class Item:
+    """One image to write: its row (unified schema minus ``image``) and where its bytes are."""
+
+    row: dict[str, Any]
+    path: Path
+    split: str = "train"
+    config: str = "default"
+
+
+@dataclass
+class Skip:
+    """A row that cannot be built; raised as an error unless ``--skip-bad`` records it."""
+
+    image_id: str
+    where: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Declaration of one IQA corpus.
+
+    Attributes:
+        name: registry name, also the dataset folder name (``dgqa/<name>``).
+        pretty_name: human name used in cards.
+        score_name: what ``mos`` holds, e.g. ``"MOS, 1-5 ACR"``.
+        score_range: declared range of ``mos`` on the corpus' own scale.
+        higher_is_better: direction of ``mos``.
+        license: Hub licence id (``"other"`` when there is no formal licence).
+        license_note: the terms as published.
+        redistributable: whether the images may be re-published (else index-only by default).
+        citation: BibTeX of the paper to cite.
+        homepage: official download page.
+        splits: how splits are defined (card text).
+        layout: the official layout (card text).
+        rows: ``rows(root, **options)`` yields :class:`Item` or :class:`Skip` in a stable order.
+        extra_features: corpus-specific columns beyond the unified schema.
+        aliases: other accepted names.
+        image_format: how images are shipped (``"png"``, ``"jpeg"``, ``"bmp"``, ``"mixed"``).
+    """
+
+    name: str
+    pretty_name: str
+    score_name: str
+    score_range: tuple[float, float] | None
+    higher_is_better: bool
+    license: str
+    license_note: str
+    redistributable: bool
+    citation: str
+    homepage: str
+    splits: str
+    layout: str
+    rows: Callable[..., Iterator[Item | Skip]]
+    extra_features: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    image_format: str = "mixed"
+
+    def quality(self, mos: float | None) -> float | None:
+        """``mos`` mapped to [0, 1], higher = better."""
+        if self.score_range is None:
+            return None
+        return to_quality(mos, *self.score_range, self.higher_is_better)
+
+    def features(self, index_only: bool = False) -> datasets.Features:
+        """Unified features plus this corpus' extra columns."""
+        from dgqa_data.schema import base_features
+
+        feats = base_features(index_only)
+        feats.update(self.extra_features)
+        return feats
+
+
+_REGISTRY: dict[str, Corpus] = {}
+
+
+def register(corpus: Corpus) -> Corpus:
+    """Add a corpus to the registry under its name and aliases."""
+    for key in (corpus.name, *corpus.aliases):
+        _REGISTRY[key.lower()] = corpus
+    return corpus
+
+
+def get_corpus(name: str) -> Corpus:
+    """Look a corpus up by name or alias; unknown names list the known ones."""
+    import dgqa_data.corpora  # noqa: F401  (registers the built-in corpora)
+
+    try:
+        return _REGISTRY[name.lower()]
+    except KeyError:
+        raise CorpusError(f"unknown corpus {name!r}; known corpora: {', '.join(list_corpora())}") from None
+
+
+def list_corpora() -> list[str]:
+    """Registered corpus names (aliases excluded)."""
+    return sorted({c.name for c in _REGISTRY.values()})
+
+
+def safe_path(root: Path, rel: str, where: str) -> Path | Skip:
+    """``root / rel`` if it stays inside ``root``, else a :class:`Skip` naming the row."""
+    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return Skip(rel, where, f"path {rel!r} escapes the corpus root")
+    path = root / rel
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return Skip(rel, where, f"path {rel!r} escapes the corpus root")
+    return path
+
+
+def parse_score(value: Any, image_id: str, where: str, column: str) -> float | Skip:
+    """Parse a score cell; non-numeric or NaN gives a :class:`Skip` naming the row and column."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return Skip(image_id, where, f"{column} {value!r} is not a number")
+    if score != score or score in (float("inf"), float("-inf")):
+        return Skip(image_id, where, f"{column} is {value!r}, not a finite number")
+    return score
+
+
+def require(path: Path, what: str) -> Path:
+    """Raise a clear :class:`CorpusError` when an official file or folder is missing."""
+    if not path.exists():
+        raise CorpusError(f"missing {what}: {path} does not exist")
+    return path

@@ -1,0 +1,197 @@
+"""The one on-disk format: a folder laid out as a Hub dataset repo (parquet shards + card).
+
+``HubFolderWriter`` streams rows into ``data/<split>-NNNNN-of-NNNNN.parquet`` shards (non-default
+configs under ``data/<config>/``) inside a temporary sibling folder, and renames it into place only
+when :meth:`HubFolderWriter.finish` runs, so a crash never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+SHARD_BYTES = 500 * 2**20  # Hub guidance: a few hundred MB per parquet file
+ROW_GROUP_ROWS = 100  # small row groups keep image datasets streamable
+
+
+def data_glob(config: str, split: str) -> str:
+    """Glob of one (config, split) inside a Hub-layout folder."""
+    prefix = "data" if config == "default" else f"data/{config}"
+    return f"{prefix}/{split}-*"
+
+
+class HubFolderWriter:
+    """Write rows of one or more (config, split) parts into a Hub-layout folder, atomically.
+
+    Args:
+        out: final folder. Must not exist unless ``overwrite``.
+        features: ``datasets.Features`` of every row (all parts share them).
+        overwrite: replace an existing ``out`` at :meth:`finish` (never before).
+        compress_images: zstd-compress the image column (worth it for BMP; PNG/JPEG are already
+            compressed, so the default stores their bytes as is).
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        features: datasets.Features,
+        overwrite: bool = False,
+        compress_images: bool = False,
+        shard_bytes: int = SHARD_BYTES,
+    ):
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.out} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        (self.tmp / "data").mkdir(parents=True)
+        self.features = features
+        self.schema = features.arrow_schema
+        self.shard_bytes = shard_bytes
+        self.compression: Any = {
+            name: ("zstd" if name != "image" or compress_images else "none") for name in self.schema.names
+        }
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self._buffers: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
+        self._shard_files: dict[tuple[str, str], list[Path]] = defaultdict(list)
+        self._shard_sizes: dict[tuple[str, str], int] = defaultdict(int)
+
+    # -- rows -------------------------------------------------------------------------------
+    def add(self, row: dict[str, Any], split: str = "train", config: str = "default") -> None:
+        """Buffer one row (image as ``{"bytes": ..., "path": ...}`` or a path string)."""
+        key = (config, split)
+        self._buffers[key].append(row)
+        self.counts[key] += 1
+        if len(self._buffers[key]) >= ROW_GROUP_ROWS:
+            self._flush(key)
+
+    def _flush(self, key: tuple[str, str]) -> None:
+        rows = self._buffers.pop(key, [])
+        if not rows:
+            return
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        writer = self._writers.get(key)
+        if writer is None:
+            config, split = key
+            folder = self.tmp / ("data" if config == "default" else f"data/{config}")
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{split}-{len(self._shard_files[key]):05d}.parquet.part"
+            writer = pq.ParquetWriter(path, self.schema, compression=self.compression)
+            self._writers[key] = writer
+            self._shard_files[key].append(path)
+            self._shard_sizes[key] = 0
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self._shard_sizes[key] += table.nbytes
+        if self._shard_sizes[key] >= self.shard_bytes:
+            writer.close()
+            del self._writers[key]
+
+    # -- finishing --------------------------------------------------------------------------
+    def finish(self, card: str, extra_files: dict[str, str | bytes | Path] | None = None) -> Path:
+        """Close shards, write ``README.md`` and extra files, then move the folder into place."""
+        for key in list(self._buffers):
+            self._flush(key)
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        for key, files in self._shard_files.items():
+            n = len(files)
+            for i, part in enumerate(files):
+                part.rename(part.with_name(f"{key[1]}-{i:05d}-of-{n:05d}.parquet"))
+        (self.tmp / "README.md").write_text(card, encoding="utf-8")
+        for name, content in (extra_files or {}).items():
+            dest = self.tmp / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                shutil.copyfile(content, dest)
+            elif isinstance(content, bytes):
+                dest.write_bytes(content)
+            else:
+                dest.write_text(content, encoding="utf-8")
+        if self.out.exists():
+            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            self.out.rename(old)
+            self.tmp.rename(self.out)
+            shutil.rmtree(old)
+        else:
+            self.tmp.rename(self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Remove the temporary folder (the final folder, if any, is untouched)."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> HubFolderWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def parts(self) -> list[tuple[str, str]]:
+        """(config, split) pairs written so far, in first-seen order."""
+        return list(self.counts)
+
+
+def configs_yaml(parts: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The card's ``configs`` entry for the written parts (``default`` first)."""
+    by_config: dict[str, list[str]] = {}
+    for config, split in parts:
+        by_config.setdefault(config, []).append(split)
+    order = sorted(by_config, key=lambda c: (c != "default", c))
+    return [
+        {
+            "config_name": c,
+            **({"default": True} if c == "default" else {}),
+            "data_files": [{"split": s, "path": data_glob(c, s)} for s in by_config[c]],
+        }
+        for c in order
+    ]
+
+
+def size_category(n: int) -> str:
+    """Hub ``size_categories`` bucket for ``n`` rows."""
+    for limit, label in [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ]:
+        if n < limit:
+            return label
+    return "n>10M"
+
+
+def render_card(metadata: dict[str, Any], body: str) -> str:
+    """A dataset card: YAML front matter + markdown body."""
+    header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{header}---\n\n{body.strip()}\n"
+
+
+def read_card_metadata(folder: str | Path) -> dict[str, Any]:
+    """The YAML front matter of ``folder/README.md``."""
+    text = (Path(folder) / "README.md").read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return {}
+    return yaml.safe_load(text.split("---", 2)[1]) or {}
+
+
+def write_json(obj: Any) -> str:
+    """Stable, readable JSON for files stored beside the data."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"

@@ -1,0 +1,34 @@
+"""The ``dgqa`` command: data verbs from dgqa_data, model verbs from dgqa_train."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dgqa_data import __version__
+from dgqa_data import commands as data_commands
+from dgqa_data.corpora.base import CorpusError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dgqa", description="Distortion-guided domain selection for blind image quality assessment."
+    )
+    parser.add_argument("--version", action="version", version=f"dgqa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_commands.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CorpusError, FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"dgqa {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
