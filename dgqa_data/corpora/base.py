@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,3 +144,15 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise CorpusError(f"missing {what}: {path} does not exist")
     return path
+
+
+def read_csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a CSV with a header, numbered as lines of the file; checks required columns."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CorpusError(
+                f"{path}: missing column(s) {', '.join(missing)}; header is {reader.fieldnames}"
+            )
+        yield from enumerate(reader, start=2)

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, register, require, safe_path
+from dgqa_data.corpora.base import (
+    Corpus,
+    Item,
+    Skip,
+    parse_score,
+    read_csv_rows,
+    register,
+    require,
+    safe_path,
+)
 from dgqa_data.schema import domain_of
 
 NAME_RE = re.compile(r"^I(\d+)_(\d+)_(\d+)\.png$")
 COLUMNS = ("dist_img", "ref_img", "dmos")
-
-
-def read_csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Rows of a CSV with a header, numbered as lines of the file; checks required columns."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CorpusError(
-                f"{path}: missing column(s) {', '.join(missing)}; header is {reader.fieldnames}"
-            )
-        for line, row in enumerate(reader, start=2):
-            yield line, row
 
 
 def rows(root: Path) -> Iterator[Item | Skip]:
