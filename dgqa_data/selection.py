@@ -1,0 +1,213 @@
+"""DGQA domain selection: per-image classifier logits -> per-domain scores -> selected domains.
+
+Selection is a pure function of the score table. ``dgqa-vote`` is the official rule of the DGQA
+code (``sel_dist.py``): top-4 classes per image, count, divide by (K - 1) * M, keep the types whose
+share rounded to two decimals is at least 0.04; class 0 (pristine) is never a source domain.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgqa_data import __version__
+from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
+
+RULES = ("dgqa-vote", "mean-prob", "top-k")
+DEFAULT_THRESHOLD = {"dgqa-vote": 0.04, "mean-prob": 1 / 25}
+
+#: Selections published in the DGQA README (KADID-10k type ids), keyed by target.
+PAPER_SELECTIONS: dict[str, tuple[int, ...]] = {
+    "livec": (1, 3, 10, 17, 18, 25),
+    "koniq10k": (1, 3, 16, 17, 18, 25),
+    "bid": (1, 3, 9, 21, 23, 25),
+    "pipal1": (1, 2, 3, 9, 17, 18, 25),
+    "pipal2": (1, 2, 3, 9, 17, 23),
+    "pipal3": (1, 3, 16, 17, 18, 19, 25),
+    "pipal4": (1, 2, 3, 7, 9, 10, 17, 18, 25),
+    "pipal5": (1, 2, 3, 4, 9),
+    "pipal6": (1, 2, 3, 9, 10, 11, 12, 16, 17, 18, 19, 21, 22, 25),
+}
+
+
+@dataclass
+class Selection:
+    """The outcome of a selection run; serialised as ``selection.json`` beside every subset."""
+
+    target: str
+    rule: str
+    selected: list[int]
+    threshold: float | None = None
+    k: int | None = None
+    num_images: int | None = None
+    table: list[dict[str, Any]] = field(default_factory=list)
+    classifier: dict[str, Any] | None = None
+    source: str = "computed"  # or "paper"
+    dgqa_version: str = __version__
+
+    @property
+    def selected_names(self) -> list[str]:
+        return [DISTORTION_NAMES[t] for t in self.selected]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Selection:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        bad = [t for t in data.get("selected", []) if not 1 <= int(t) <= 25]
+        if bad:
+            raise ValueError(f"{path}: selected type ids {bad} are outside 1..25")
+        return cls(**data)
+
+
+def _check_logits(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] != NUM_CLASSES:
+        raise ValueError(f"expected logits of shape (M, {NUM_CLASSES}), got {z.shape}")
+    if len(z) == 0:
+        raise ValueError("no target images were scored")
+    if not np.isfinite(z).all():
+        raise ValueError("logits contain NaN or inf")
+    return z
+
+
+def vote_shares(logits: np.ndarray, k: int = 4) -> np.ndarray:
+    """s_c = (# images whose top-k contains c) / ((k - 1) * M), for every class c (official rule)."""
+    z = _check_logits(logits)
+    top = np.argsort(-z, axis=1, kind="stable")[:, :k]
+    counts = np.bincount(top.ravel(), minlength=NUM_CLASSES)
+    return counts / ((k - 1) * len(z))
+
+
+def mean_probs(logits: np.ndarray) -> np.ndarray:
+    """Softmax probability of every class averaged over images."""
+    z = _check_logits(logits)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=1, keepdims=True)).mean(axis=0)
+
+
+def select(
+    logits: np.ndarray,
+    rule: str = "dgqa-vote",
+    threshold: float | None = None,
+    k: int | None = None,
+    target: str = "target",
+    classifier: dict[str, Any] | None = None,
+) -> Selection:
+    """Select source domains (type ids 1..25) from per-image logits of shape (M, 26).
+
+    Args:
+        logits: per-image averaged raw logits.
+        rule: ``dgqa-vote`` (official: top-``k`` votes, k = 4, keep round(share, 2) >= 0.04),
+            ``mean-prob`` (mean softmax mass >= threshold, default 1/25), or ``top-k`` (the ``k``
+            types with the highest vote share, default 6).
+        threshold: override the rule's threshold.
+        k: top-k of the vote (``dgqa-vote``) or number of types kept (``top-k``).
+        target: name of the target set, recorded in the result.
+        classifier: identity of the classifier (path, sha256), recorded in the result.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    vote_k = k if (rule == "dgqa-vote" and k) else 4
+    shares = vote_shares(logits, vote_k)
+    probs = mean_probs(logits)
+    if rule == "dgqa-vote":
+        threshold = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
+        chosen = [t for t in range(1, NUM_CLASSES) if round(float(shares[t]), 2) >= threshold]
+    elif rule == "mean-prob":
+        threshold = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
+        chosen = [t for t in range(1, NUM_CLASSES) if probs[t] >= threshold]
+    else:
+        k = k or 6
+        order = sorted(range(1, NUM_CLASSES), key=lambda t: (-shares[t], -probs[t], t))
+        chosen = sorted(order[:k])
+    table = [
+        {
+            "type_id": t,
+            "domain": DISTORTION_NAMES[t],
+            "vote_share": float(shares[t]),
+            "mean_prob": float(probs[t]),
+            "selected": t in chosen,
+        }
+        for t in range(NUM_CLASSES)
+    ]
+    return Selection(
+        target=target,
+        rule=rule,
+        selected=chosen,
+        threshold=threshold,
+        k=vote_k if rule == "dgqa-vote" else k,
+        num_images=len(logits),
+        table=table,
+        classifier=classifier,
+    )
+
+
+def paper_selection(target: str) -> Selection:
+    """A selection published in the DGQA README (``livec``, ``koniq10k``, ``bid``, ``pipal1``..``pipal6``)."""
+    key = target.lower().replace("-", "").replace("_", "")
+    if key not in PAPER_SELECTIONS:
+        raise ValueError(f"no published selection for {target!r}; known: {', '.join(PAPER_SELECTIONS)}")
+    chosen = list(PAPER_SELECTIONS[key])
+    table = [
+        {
+            "type_id": t,
+            "domain": DISTORTION_NAMES[t],
+            "vote_share": None,
+            "mean_prob": None,
+            "selected": t in chosen,
+        }
+        for t in range(NUM_CLASSES)
+    ]
+    return Selection(
+        target=key, rule="dgqa-vote", selected=chosen, threshold=0.04, k=4, table=table, source="paper"
+    )
+
+
+def format_table(selection: Selection) -> str:
+    """The per-domain table as markdown (the 25 source domains; pristine shown for reference)."""
+    lines = ["| id | domain | vote share | mean prob | selected |", "|---:|---|---:|---:|:---:|"]
+    for row in selection.table:
+        vs = "" if row["vote_share"] is None else f"{row['vote_share']:.3f}"
+        mp = "" if row["mean_prob"] is None else f"{row['mean_prob']:.3f}"
+        mark = "yes" if row["selected"] else ("(n/a)" if row["type_id"] == 0 else "")
+        lines.append(f"| {row['type_id']} | {row['domain']} | {vs} | {mp} | {mark} |")
+    return "\n".join(lines)
+
+
+def plot_selection(selection: Selection, path: str | Path) -> Path:
+    """Bar chart of the 25 domains' scores with the threshold line, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in selection.table if r["type_id"] > 0]
+    key = "mean_prob" if selection.rule == "mean-prob" else "vote_share"
+    values = [r[key] if r[key] is not None else (1.0 if r["selected"] else 0.0) for r in rows]
+    colors = ["tab:green" if r["selected"] else "tab:gray" for r in rows]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.bar([f"{r['type_id']}" for r in rows], values, color=colors)
+    if selection.threshold is not None and selection.source != "paper":
+        ax.axhline(
+            selection.threshold, color="tab:red", linestyle="--", label=f"threshold {selection.threshold:g}"
+        )
+        ax.legend()
+    ax.set_xlabel("KADID distortion type id (green = selected)")
+    ax.set_ylabel("vote share" if key == "vote_share" else "mean probability")
+    ax.set_title(f"DGQA selection for {selection.target} ({selection.rule}): {selection.selected}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
