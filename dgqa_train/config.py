@@ -1,0 +1,68 @@
+"""Run configuration: dataclasses from CLI flags and/or a YAML/JSON file, and one Accelerator factory."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from transformers import HfArgumentParser
+
+T = TypeVar("T")
+
+
+def parse_config(cls: type[T], argv: list[str] | None = None) -> T:
+    """Parse ``cls`` (a dataclass) from ``argv``; ``--config FILE`` (YAML or JSON) sets defaults that
+    explicit flags override. Unknown keys in the file are an error naming them."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(cls)
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise SystemExit("--config needs a file path")
+        path = Path(argv[i + 1])
+        del argv[i : i + 2]
+        data = (
+            yaml.safe_load(path.read_text())
+            if path.suffix in (".yaml", ".yml")
+            else json.loads(path.read_text())
+        )
+        known = {f.dest for f in parser._actions}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SystemExit(f"{path}: unknown config key(s) {', '.join(unknown)}")
+        parser.set_defaults(**data)
+    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    return config
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write a dataclass config as JSON (reloadable with ``--config``)."""
+    data = asdict(config) if is_dataclass(config) else dict(config)
+    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def make_accelerator(
+    output_dir: str | Path,
+    mixed_precision: str = "no",
+    gradient_accumulation_steps: int = 1,
+    report_to: str | None = None,
+    seed: int = 0,
+) -> Accelerator:
+    """The one place an :class:`~accelerate.Accelerator` is built (devices, precision, trackers)."""
+    report = None if report_to in (None, "", "none") else report_to.split(",")
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        log_with=report,
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), automatic_checkpoint_naming=True, total_limit=3
+        ),
+    )
+    set_seed(seed, device_specific=False)
+    return accelerator

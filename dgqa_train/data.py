@@ -1,0 +1,145 @@
+"""Input pipeline: dgqa datasets (local folders or Hub ids) -> normalised image crops for torch.
+
+Crops are drawn from a generator seeded by (seed, epoch, row index), so every process of a
+distributed run, and any number of dataloader workers, sees exactly the crops a single process
+would: evaluation numbers do not depend on the world size.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from dgqa_data.schema import type_id
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_iqa_dataset(
+    spec: str,
+    split: str | None = None,
+    domains: Sequence[str | int] | None = None,
+    streaming: bool = False,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """Load one split of a dgqa dataset with images left encoded (decoded later, in workers).
+
+    Args:
+        spec: a local dataset folder or a Hub id, optionally ``"<spec>:<split>"`` (e.g.
+            ``hub/dgqa/livec:test``).
+        split: the split; defaults to ``test`` for a dataset that has one and no ``train``,
+            else ``train``, else the only split.
+        domains: keep only these distortion types (names or ids).
+        streaming: stream from the Hub instead of downloading.
+    """
+    path = spec
+    if not Path(spec).exists() and ":" in spec:
+        path, spec_split = spec.rsplit(":", 1)
+        split = split or spec_split
+    loaded = datasets.load_dataset(path, streaming=streaming)
+    if split is None:
+        names = list(loaded.keys())
+        split = "train" if "train" in names else ("test" if "test" in names else names[0])
+    if split not in loaded:
+        raise ValueError(f"{path} has no split {split!r}; it has {', '.join(loaded.keys())}")
+    ds = loaded[split]
+    if isinstance(ds.features["image"], datasets.Image):
+        ds = ds.cast_column("image", datasets.Image(decode=False))
+    if domains:
+        wanted = {type_id(d) for d in domains}
+        ds = ds.filter(lambda t: t in wanted, input_columns="distortion_type")
+    return ds
+
+
+def decode_rgb(image: dict | Image.Image) -> Image.Image:
+    """An undecoded ``{"bytes", "path"}`` image (or a PIL image) as RGB."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if image.get("bytes") is not None:
+        return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
+    return Image.open(image["path"]).convert("RGB")
+
+
+def random_crops(
+    img: Image.Image, size: int, n: int, rng: np.random.Generator, flip: bool = False
+) -> np.ndarray:
+    """``n`` random ``size`` x ``size`` crops as uint8 (n, size, size, 3); small images are
+    upscaled (shorter side to ``size``) first."""
+    w, h = img.size
+    if min(w, h) < size:
+        s = size / min(w, h)
+        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        w, h = img.size
+    arr = np.asarray(img)
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        y = int(rng.integers(0, h - size + 1))
+        x = int(rng.integers(0, w - size + 1))
+        crop = arr[y : y + size, x : x + size]
+        out[i] = crop[:, ::-1] if flip and rng.random() < 0.5 else crop
+    return out
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random crops of a dgqa dataset split, normalised, with a label.
+
+    Args:
+        ds: a split loaded with :func:`load_iqa_dataset` (images undecoded).
+        crop_size: crop side in pixels.
+        num_crops: crops per image; 1 returns (3, S, S), more returns (n, 3, S, S).
+        train: random horizontal flips.
+        label: ``"quality"`` (float) or ``"distortion_type"`` (int class).
+        mean, std: normalisation of the backbone.
+        seed: base seed; call :meth:`set_epoch` each epoch for new training crops.
+    """
+
+    def __init__(
+        self,
+        ds: datasets.Dataset,
+        crop_size: int = 224,
+        num_crops: int = 1,
+        train: bool = True,
+        label: str = "quality",
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        seed: int = 0,
+    ):
+        if label not in ds.column_names:
+            raise ValueError(f"dataset has no {label!r} column; columns: {ds.column_names}")
+        self.ds = ds
+        self.labels = ds[label]
+        if label == "quality" and any(v is None for v in self.labels):
+            missing = sum(v is None for v in self.labels)
+            raise ValueError(
+                f"{missing} row(s) have no quality label; an unlabeled set cannot train a regressor"
+            )
+        self.crop_size, self.num_crops, self.train, self.label = crop_size, num_crops, train, label
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        img = decode_rgb(self.ds[index]["image"])
+        crops = random_crops(img, self.crop_size, self.num_crops, rng, flip=self.train)
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255)
+        x = (x - self.mean) / self.std
+        y = self.labels[index]
+        target = torch.tensor(y, dtype=torch.long if self.label == "distortion_type" else torch.float32)
+        return {
+            "pixel_values": x[0] if self.num_crops == 1 else x,
+            "labels": target,
+            "index": torch.tensor(index, dtype=torch.long),
+        }
