@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -84,6 +85,7 @@ def build_corpus(
     root = Path(root)
     if not root.is_dir():
         raise CorpusError(f"corpus root {root} does not exist or is not a folder")
+    _check_options(corpus, options)
     entries = list(corpus.rows(root, **options))
     items: list[Item] = []
     skipped: list[Skip] = []
@@ -105,7 +107,9 @@ def build_corpus(
         raise CorpusError(f"{corpus.name}: no images found under {root}")
 
     features = corpus.features(index_only)
-    writer = HubFolderWriter(out, features, overwrite=overwrite, compress_images=corpus.image_format == "bmp")
+    writer = HubFolderWriter(
+        out, features, overwrite=overwrite, compress_images=corpus.image_format in ("bmp", "mixed")
+    )
     with writer:
         read = partial(_read, full=verify == "full")
         paths = (str(it.path) for it in items)
@@ -139,6 +143,20 @@ def build_corpus(
         extra = {"skipped.csv": skipped_csv(skipped)} if skipped else {}
         writer.finish(card, extra)
     return BuildReport(Path(out), counts, skipped)
+
+
+def _check_options(corpus: Corpus, options: dict[str, Any]) -> None:
+    """Reject options the corpus' ``rows`` does not take, naming the ones it does."""
+    params = list(inspect.signature(corpus.rows).parameters.values())[1:]  # after ``root``
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise CorpusError(
+            f"{corpus.name}: unknown option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(known) if known else 'none'}"
+        )
 
 
 def _fail_or_record(skipped: list[Skip], skip_bad: bool) -> None:
