@@ -731,17 +731,43 @@ def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+#: The official ``Baseline`` wraps the ResNet in ``nn.Sequential(*list(resnet50().children())[:-1])``:
+#: its indices -> torchvision names (2 = relu, 3 = maxpool, 8 = avgpool hold no parameters).
+_SEQUENTIAL_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+
+
+def sequential_to_torchvision_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the official ``Baseline`` keys (``backbone.0.weight``, ``backbone.4.0.conv1.weight``,
+    ``classify.0.weight``) to torchvision names (``conv1.weight``, ``layer1.0.conv1.weight``,
+    ``classify.weight``); a torchvision-named state dict is returned unchanged."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = key
+        parts = key.split(".", 2)
+        if parts[0] == "backbone" and len(parts) == 3 and parts[1] in _SEQUENTIAL_NAMES:
+            name = f"{_SEQUENTIAL_NAMES[parts[1]]}.{parts[2]}"
+        elif key.startswith("classify.0."):
+            name = "classify." + key[len("classify.0.") :]
+        if name in out:
+            raise ValueError(f"key {name!r} appears in both the Sequential and the torchvision naming")
+        out[name] = value
+    return out
+
+
 def map_official_state_dict(
     state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
-    """Rename an official (torchvision-style, ``module.`` already stripped) state dict to IQAModel keys.
+    """Rename an official (``module.`` already stripped) state dict to IQAModel keys.
 
-    Strict: every official key is used exactly once (``fc.*`` is ignored), every target key is filled and
-    shapes match. Only ``num_batches_tracked`` buffers may be absent (pre-0.4.1 PyTorch checkpoints).
+    Accepts the official ``Baseline`` naming (``backbone.<i>.*``, ``classify.0.*``) and torchvision
+    naming (``conv1``, ``layer1``..``layer4``, ``classify``). Strict: every official key is used exactly
+    once (``fc.*`` is ignored), every target key is filled and shapes match. Only ``num_batches_tracked``
+    buffers may be absent (pre-0.4.1 PyTorch checkpoints).
 
     Raises:
         ValueError: listing missing, unexpected and mis-shaped keys.
     """
+    state = sequential_to_torchvision_names(state)
     mapping = official_resnet50_key_map()
     targets = set(mapping.values())
     if targets != set(target):
@@ -777,7 +803,9 @@ def load_official_dgqa_checkpoint(path: str | os.PathLike[str], trust_pickle: bo
     """Load the official DGQA domain classifier (``kadis-700k_model_best.pth.tar``) as an :class:`IQAModel`.
 
     The checkpoint is a torchvision ResNet-50 (v1.5: stride in the 3x3 conv) + ``classify`` Linear(2048, 26),
-    saved under ``'state_dict'`` with a ``module.`` (DataParallel) prefix. It maps one-to-one onto the
+    saved under ``'state_dict'`` with a ``module.`` (DataParallel) prefix; the official ``Baseline`` names it
+    ``backbone.<i>.*`` (its ``nn.Sequential`` of the ResNet children) and ``classify.0.*``, and torchvision
+    names (``conv1``, ``layer1``.., ``classify``) are accepted too. It maps one-to-one onto the
     transformers ``ResNetModel`` built with ``downsample_in_bottleneck=False``.
 
     Args:

@@ -451,6 +451,51 @@ def test_load_official_checkpoint_without_prefix_or_nbt(tmp_path, official_refer
     assert torch.equal(model.classify.bias, state["classify.bias"])
 
 
+class _OfficialBaseline(nn.Module):
+    """The official DGQA ``Baseline`` layout: ``nn.Sequential(*list(resnet50().children())[:-1])`` as
+    ``backbone`` + ``classify = nn.Sequential(nn.Linear(2048, 26))`` (names come from PyTorch itself)."""
+
+    def __init__(self, tv: _TVResNet50) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            tv.conv1,
+            tv.bn1,
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+            tv.layer1,
+            tv.layer2,
+            tv.layer3,
+            tv.layer4,
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.classify = nn.Sequential(nn.Linear(2048, 26))
+        self.classify[0].load_state_dict(tv.classify.state_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.backbone(x).flatten(1))
+
+
+def test_load_official_checkpoint_sequential_naming(tmp_path, official_reference) -> None:
+    ref, _ = official_reference
+    baseline = _OfficialBaseline(ref).eval()
+    state = baseline.state_dict()
+    assert "backbone.0.weight" in state and "backbone.4.0.downsample.0.weight" in state
+    assert "backbone.7.2.bn3.running_var" in state and "classify.0.bias" in state
+    path = tmp_path / "kadis-700k_model_best.pth.tar"
+    _save_checkpoint(path, {f"module.{k}": v for k, v in state.items()})
+    model = load_official_dgqa_checkpoint(path)
+    assert torch.equal(model.classify.weight, state["classify.0.weight"])
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, expected = model(x), baseline(x)
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+    broken = {k: v for k, v in state.items() if k != "backbone.6.3.conv1.weight"}
+    _save_checkpoint(tmp_path / "broken.pth.tar", broken)
+    with pytest.raises(ValueError, match=r"missing keys.*layer3\.3\.conv1\.weight"):
+        load_official_dgqa_checkpoint(tmp_path / "broken.pth.tar")
+
+
 def test_corrupted_official_checkpoint_errors(tmp_path, official_reference) -> None:
     _, state = official_reference
     broken = dict(state)
