@@ -6,7 +6,9 @@ import csv
 import hashlib
 import inspect
 import io
-from collections import Counter
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,6 +57,7 @@ def build_corpus(
     name: str | Corpus,
     root: str | Path,
     out: str | Path,
+    /,
     *,
     num_proc: int = 1,
     skip_bad: bool = False,
@@ -76,21 +79,23 @@ def build_corpus(
         verify: ``"fast"`` checks headers and end markers; ``"full"`` decodes every image.
         overwrite: replace ``out`` if it exists (only once the new build is complete).
         progress: show a progress bar.
-        **options: corpus-specific options (e.g. ``resolution`` for KonIQ-10k).
+        **options: corpus-specific options (e.g. ``resolution`` for KonIQ-10k; ``name`` for ``folder``,
+            which is why ``name``, ``root`` and ``out`` are positional-only).
 
     Returns:
         A :class:`BuildReport` with row counts per (config, split) and the skipped items.
     """
-    corpus = name if isinstance(name, Corpus) else get_corpus(name)
+    corpus = (name if isinstance(name, Corpus) else get_corpus(name)).for_build(**options)
     root = Path(root)
     if not root.is_dir():
         raise CorpusError(f"corpus root {root} does not exist or is not a folder")
     _check_options(corpus, options)
-    entries = list(corpus.rows(root, **options))
-    items: list[Item] = []
+    # Pass 1, metadata only: every bad row and duplicate is known before an image is read, and
+    # nothing but the names is kept, so memory stays flat in the corpus size (700k rows for KADIS).
     skipped: list[Skip] = []
     seen: dict[str, str] = {}
-    for entry in entries:
+    type_counts: Counter = Counter()
+    for entry in corpus.rows(root, **options):
         if isinstance(entry, Skip):
             skipped.append(entry)
             continue
@@ -101,10 +106,15 @@ def build_corpus(
             )
             continue
         seen[image_id] = entry.row.get("_where", "")
-        items.append(entry)
+        type_counts[entry.row["distortion_type"]] += 1
     _fail_or_record(skipped, skip_bad)
-    if not items:
+    num_items = len(seen)
+    if not num_items:
         raise CorpusError(f"{corpus.name}: no images found under {root}")
+    del seen
+
+    # Pass 2 streams the same rows (``rows`` is deterministic) into the writer.
+    items, ahead = itertools.tee(_unique_items(corpus.rows(root, **options)))
 
     features = corpus.features(index_only)
     writer = HubFolderWriter(
@@ -112,15 +122,15 @@ def build_corpus(
     )
     with writer:
         read = partial(_read, full=verify == "full")
-        paths = (str(it.path) for it in items)
+        paths = (str(it.path) for it in ahead)
         if num_proc > 1:
             pool = ProcessPoolExecutor(num_proc)
-            results = pool.map(read, paths, chunksize=32)
+            results = _bounded_map(pool, read, paths, num_proc)
         else:
             pool, results = None, map(read, paths)
         try:
             bar = tqdm(
-                zip(items, results), total=len(items), desc=f"build {corpus.name}", disable=not progress
+                zip(items, results), total=num_items, desc=f"build {corpus.name}", disable=not progress
             )
             for item, (data, reason) in bar:
                 row = {k: v for k, v in item.row.items() if not k.startswith("_")}
@@ -129,7 +139,7 @@ def build_corpus(
                     _fail_or_record(skipped[-1:], skip_bad)
                     continue
                 if index_only:
-                    row["image"] = row["image_id"]
+                    row["image"] = _relative(item.path, root)
                     row["sha256"] = hashlib.sha256(data).hexdigest()
                 else:
                     row["image"] = {"bytes": data, "path": row["image_id"]}
@@ -138,7 +148,6 @@ def build_corpus(
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         counts = dict(writer.counts)
-        type_counts = Counter(it.row["distortion_type"] for it in items)
         card = corpus_card(corpus, writer.parts(), counts, skipped, type_counts, index_only)
         extra = {"skipped.csv": skipped_csv(skipped)} if skipped else {}
         writer.finish(card, extra)
@@ -157,6 +166,44 @@ def _check_options(corpus: Corpus, options: dict[str, Any]) -> None:
             f"{corpus.name}: unknown option(s) {', '.join(unknown)}; "
             f"known: {', '.join(known) if known else 'none'}"
         )
+
+
+def _unique_items(entries: Iterator[Item | Skip]) -> Iterator[Item]:
+    """The items of ``entries``, first occurrence of each ``image_id`` only (pass 2 of a build)."""
+    done: set[str] = set()
+    for entry in entries:
+        if isinstance(entry, Item) and entry.row["image_id"] not in done:
+            done.add(entry.row["image_id"])
+            yield entry
+
+
+def _read_chunk(read: Callable, paths: list[str]) -> list[tuple[bytes | None, str | None]]:
+    return [read(p) for p in paths]
+
+
+def _bounded_map(
+    pool: ProcessPoolExecutor, read: Callable, paths: Iterator[str], num_proc: int, chunk: int = 16
+) -> Iterator[tuple[bytes | None, str | None]]:
+    """``map(read, paths)`` on ``pool``, in order, with at most ``4 * num_proc`` chunks in flight.
+
+    ``Executor.map`` submits every task up front, so image bytes pile up in memory whenever the
+    workers read faster than the writer writes; the window keeps memory flat in the corpus size.
+    """
+    pending: deque = deque()
+    for batch in iter(lambda: list(itertools.islice(paths, chunk)), []):
+        pending.append(pool.submit(_read_chunk, read, batch))
+        if len(pending) >= 4 * num_proc:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to the corpus root (POSIX), as index-only datasets store it."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _fail_or_record(skipped: list[Skip], skip_bad: bool) -> None:
@@ -195,7 +242,7 @@ def corpus_card(
         for t, n in sorted(type_counts.items())
     ]
     return build_card(
-        corpus.name,
+        corpus.card_template or corpus.name,
         meta,
         corpus=corpus,
         counts=[{"config": c, "split": s, "rows": n} for (c, s), n in counts.items()],

@@ -23,6 +23,23 @@ SHARD_BYTES = 500 * 2**20  # Hub guidance: a few hundred MB per parquet file
 ROW_GROUP_ROWS = 100  # small row groups keep image datasets streamable
 
 
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    """Parquet column paths (``image.bytes``, ``image.path``, ``mos``, ...) of an arrow schema."""
+
+    def walk(prefix: str, typ: pa.DataType) -> list[str]:
+        if pa.types.is_struct(typ):
+            return [
+                p
+                for i in range(typ.num_fields)
+                for p in walk(f"{prefix}.{typ.field(i).name}", typ.field(i).type)
+            ]
+        if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+            return walk(f"{prefix}.list.element", typ.value_type)
+        return [prefix]
+
+    return [p for f in schema for p in walk(f.name, f.type)]
+
+
 def data_glob(config: str, split: str) -> str:
     """Glob of one (config, split) inside a Hub-layout folder."""
     prefix = "data" if config == "default" else f"data/{config}"
@@ -62,11 +79,17 @@ class HubFolderWriter:
         self.compression: Any = {
             name: ("zstd" if name != "image" or compress_images else "none") for name in self.schema.names
         }
+        # Dictionary encoding and min/max statistics of image bytes hash / compare large unique
+        # values and are then dropped (dictionary too big, statistics too long): small columns only.
+        self._small_columns = [
+            path for path in _leaf_paths(self.schema) if not path.startswith("image.bytes")
+        ]
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self._buffers: dict[tuple[str, str], list[dict]] = defaultdict(list)
         self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self._shard_files: dict[tuple[str, str], list[Path]] = defaultdict(list)
         self._shard_sizes: dict[tuple[str, str], int] = defaultdict(int)
+        self._part_bytes: dict[tuple[str, str], int] = defaultdict(int)
 
     # -- rows -------------------------------------------------------------------------------
     def add(self, row: dict[str, Any], split: str = "train", config: str = "default") -> None:
@@ -88,12 +111,19 @@ class HubFolderWriter:
             folder = self.tmp / ("data" if config == "default" else f"data/{config}")
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{split}-{len(self._shard_files[key]):05d}.parquet.part"
-            writer = pq.ParquetWriter(path, self.schema, compression=self.compression)
+            writer = pq.ParquetWriter(
+                path,
+                self.schema,
+                compression=self.compression,
+                use_dictionary=self._small_columns,
+                write_statistics=self._small_columns,
+            )
             self._writers[key] = writer
             self._shard_files[key].append(path)
             self._shard_sizes[key] = 0
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         self._shard_sizes[key] += table.nbytes
+        self._part_bytes[key] += table.nbytes
         if self._shard_sizes[key] >= self.shard_bytes:
             writer.close()
             del self._writers[key]
@@ -110,7 +140,7 @@ class HubFolderWriter:
             n = len(files)
             for i, part in enumerate(files):
                 part.rename(part.with_name(f"{key[1]}-{i:05d}-of-{n:05d}.parquet"))
-        (self.tmp / "README.md").write_text(card, encoding="utf-8")
+        (self.tmp / "README.md").write_text(self._with_dataset_info(card), encoding="utf-8")
         for name, content in (extra_files or {}).items():
             dest = self.tmp / name
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +158,47 @@ class HubFolderWriter:
         else:
             self.tmp.rename(self.out)
         return self.out
+
+    def dataset_info(self) -> list[dict[str, Any]]:
+        """The card's ``dataset_info``: features, split sizes and parquet bytes per config.
+
+        ``datasets`` caches a local folder under its name and a hash of the card's ``configs`` and
+        ``dataset_info`` only, so without these sizes two builds in folders of the same name (or a
+        rebuild in place) would load each other's cached rows.
+        """
+        infos = []
+        for config in dict.fromkeys(c for c, _ in self.counts):
+            keys = [k for k in self.counts if k[0] == config]
+            splits = datasets.SplitDict()
+            for key in keys:
+                splits.add(
+                    datasets.SplitInfo(
+                        name=key[1], num_bytes=self._part_bytes[key], num_examples=self.counts[key]
+                    )
+                )
+            info = datasets.DatasetInfo(
+                features=self.features,
+                config_name=config,
+                splits=splits,
+                download_size=sum(f.stat().st_size for k in keys for f in self._final_files(k)),
+                dataset_size=sum(self._part_bytes[k] for k in keys),
+            )
+            infos.append(info._to_yaml_dict())
+        return infos
+
+    def _final_files(self, key: tuple[str, str]) -> list[Path]:
+        n = len(self._shard_files[key])
+        return [
+            p.with_name(f"{key[1]}-{i:05d}-of-{n:05d}.parquet") for i, p in enumerate(self._shard_files[key])
+        ]
+
+    def _with_dataset_info(self, card: str) -> str:
+        if not card.startswith("---"):
+            return card
+        _, header, body = card.split("---", 2)
+        meta = yaml.safe_load(header) or {}
+        meta.setdefault("dataset_info", self.dataset_info())
+        return render_card(meta, body)
 
     def abort(self) -> None:
         """Remove the temporary folder (the final folder, if any, is untouched)."""

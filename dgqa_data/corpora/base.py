@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,8 @@ class Corpus:
         extra_features: corpus-specific columns beyond the unified schema.
         aliases: other accepted names.
         image_format: how images are shipped (``"png"``, ``"jpeg"``, ``"bmp"``, ``"mixed"``).
+        configure: optional ``configure(corpus, **options) -> Corpus`` used by :meth:`for_build`.
+        card_template: card template in ``dataset_cards/`` (default: ``name``).
     """
 
     name: str
@@ -75,6 +79,13 @@ class Corpus:
     extra_features: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     image_format: str = "mixed"
+    configure: Callable[..., Corpus] | None = None
+    card_template: str = ""
+
+    def for_build(self, **options: Any) -> Corpus:
+        """The declaration one build uses: a corpus whose name or scale comes from the build options
+        (``folder``) derives it here through ``configure(corpus, **options)``; others are unchanged."""
+        return self.configure(self, **options) if self.configure is not None else self
 
     def quality(self, mos: float | None) -> float | None:
         """``mos`` mapped to [0, 1], higher = better."""
@@ -116,14 +127,18 @@ def list_corpora() -> list[str]:
     return sorted({c.name for c in _REGISTRY.values()})
 
 
+@functools.lru_cache(maxsize=64)
+def _real_dir(root: str) -> str:
+    return os.path.join(os.path.realpath(root), "")
+
+
 def safe_path(root: Path, rel: str, where: str) -> Path | Skip:
-    """``root / rel`` if it stays inside ``root``, else a :class:`Skip` naming the row."""
-    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+    """``root / rel`` if it stays inside ``root`` (symlinks resolved), else a :class:`Skip` naming the row."""
+    if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
         return Skip(rel, where, f"path {rel!r} escapes the corpus root")
     path = root / rel
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
+    # os.path.realpath on strings: pathlib's resolve() costs ~0.2 ms a row at 700k rows
+    if not os.path.realpath(path).startswith(_real_dir(str(root))):
         return Skip(rel, where, f"path {rel!r} escapes the corpus root")
     return path
 
@@ -137,6 +152,18 @@ def parse_score(value: Any, image_id: str, where: str, column: str) -> float | S
     if score != score or score in (float("inf"), float("-inf")):
         return Skip(image_id, where, f"{column} is {value!r}, not a finite number")
     return score
+
+
+def parse_bool(value: Any, option: str) -> bool:
+    """A boolean build option given as a bool or as text (``true/false``, ``yes/no``, ``1/0``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise CorpusError(f"option {option}={value!r}: expected true or false")
 
 
 def require(path: Path, what: str) -> Path:
