@@ -109,7 +109,139 @@ def run_synth(args: argparse.Namespace) -> None:
     print(f"wrote {out}" if out else "shard(s) done; the dataset is finalised when every shard has run")
 
 
+def add_subset(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("subset", help="write a DGQA-selected subset (or a control) of a built corpus")
+    p.add_argument(
+        "--source", required=True, help="dataset folder written by `dgqa build`, e.g. hub/dgqa/kadid10k"
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--selection", help="selection.json of a selection run")
+    which.add_argument(
+        "--paper",
+        metavar="TARGET",
+        help="a selection published by DGQA: livec, koniq10k, bid, pipal1..pipal6",
+    )
+    p.add_argument(
+        "--control",
+        choices=["all", "random"],
+        help="write a control instead: all types, or a seeded random sample of --size rows "
+        "(default size: that of the --selection/--paper subset)",
+    )
+    p.add_argument("--size", type=int, default=None, help="rows of a random control")
+    p.add_argument("--seed", type=int, default=0, help="seed of a random control")
+    p.add_argument(
+        "--target", default=None, help="target in the name <source>-sel-<target> (default: the selection's)"
+    )
+    p.add_argument(
+        "--out", default=None, help="folder to write (default: beside --source, named after the subset)"
+    )
+    p.add_argument("--namespace", default="dgqa", help="Hub namespace named in the card (load_dataset id)")
+    p.add_argument(
+        "--embed-restricted",
+        action="store_true",
+        help="embed images of corpora whose terms forbid redistribution (default: index-only, path + sha256)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out once the new folder is complete")
+    p.set_defaults(func=run_subset)
+
+
+def run_subset(args: argparse.Namespace) -> None:
+    from dgqa_data.schema import DISTORTION_NAMES
+    from dgqa_data.selection import Selection, paper_selection
+    from dgqa_data.subsets import write_subset
+
+    selection = None
+    if args.selection:
+        selection = Selection.load(args.selection)
+    elif args.paper:
+        selection = paper_selection(args.paper)
+    kind = args.control or "selection"
+    if kind == "selection" and selection is None:
+        raise ValueError("give --selection, --paper or --control")
+    if kind == "all" and (selection is not None or args.size is not None):
+        raise ValueError("--control all takes no --selection, --paper or --size")
+    if kind == "selection" and args.size is not None:
+        raise ValueError("--size is for --control random")
+    report = write_subset(
+        args.source,
+        kind=kind,
+        selection=selection,
+        size=args.size,
+        seed=args.seed,
+        target=args.target,
+        out=args.out,
+        namespace=args.namespace,
+        embed_restricted=args.embed_restricted,
+        overwrite=args.overwrite,
+    )
+    mode = ", index-only" if report.index_only else ""
+    print(f"wrote {report.out}: {report.name}, {report.num_rows} rows{mode}")
+    for t, n in report.domain_counts.items():
+        print(f"  {t:>2} {DISTORTION_NAMES[t] if t >= 0 else 'authentic'}: {n}")
+    if report.missing_types:
+        print(f"  warning: selected type(s) {report.missing_types} have no rows in {args.source}")
+
+
+def add_hydrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hydrate", help="re-attach the images of an index-only dataset from your own download")
+    p.add_argument("folder", help="index-only dataset folder")
+    p.add_argument("--root", required=True, help="your unzipped official download of the corpus")
+    p.add_argument("--out", default=None, help="folder to write (default: replace FOLDER in place)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=run_hydrate)
+
+
+def run_hydrate(args: argparse.Namespace) -> None:
+    from dgqa_data.subsets import hydrate
+
+    report = hydrate(args.folder, args.root, args.out, overwrite=args.overwrite)
+    print(f"wrote {report.out}: {report.num_rows} images re-attached, every sha256 verified")
+
+
+def add_publish(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("publish", help="upload a dataset folder to the Hugging Face Hub (only what changed)")
+    p.add_argument("path", help="dataset folder (README.md + data/)")
+    p.add_argument(
+        "--repo-id", required=True, help="ORG/NAME of the dataset repo, e.g. dgqa/kadid10k-sel-livec"
+    )
+    p.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")
+    p.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    p.add_argument("--tag", default=None, help="tag the published head, e.g. v1.0")
+    p.add_argument("--dry-run", action="store_true", help="list what would go up (new/changed/unchanged)")
+    p.add_argument(
+        "--token-env",
+        default=None,
+        metavar="NAME",
+        help="environment variable holding the token (default: HF_TOKEN or the saved login)",
+    )
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=run_publish)
+
+
+def run_publish(args: argparse.Namespace) -> None:
+    from dgqa_data.publish import PublishError, publish, redact, resolve_token
+
+    token = resolve_token(args.token_env)
+    try:
+        report = publish(
+            args.path,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            tag=args.tag,
+            dry_run=args.dry_run,
+            token=token,
+            commit_message=args.message,
+        )
+    except PublishError as err:
+        raise PublishError(redact(str(err), token)) from None
+    print(redact(report.summary(), token))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the dgqa_data verbs to the ``dgqa`` parser."""
     add_build(sub)
     add_synth(sub)
+    add_subset(sub)
+    add_hydrate(sub)
+    add_publish(sub)

@@ -1,0 +1,606 @@
+"""Curated subsets of a built corpus: DGQA selections and their controls, as Hub-layout folders.
+
+A subset is written from a dataset folder made by ``dgqa build`` (its ``default`` config): the
+source parquet is read in record batches with pyarrow, filtered, and streamed into a new folder by
+:class:`~dgqa_data.hub_folder.HubFolderWriter`. Image bytes are copied as stored, never decoded.
+
+Three kinds, one writer:
+
+* ``selection``: the source domains (KADID distortion types) a :class:`~dgqa_data.selection.Selection`
+  chose, named ``<source>-sel-<target>``;
+* ``all``: every row, the 25-type baseline, named ``<source>-all``;
+* ``random``: ``n`` rows drawn uniformly without replacement over the whole source with
+  ``numpy.random.default_rng(seed).choice(N, n, replace=False)`` (rows keep the source order), named
+  ``<source>-random-<n>-seed<seed>``; ``n`` is usually the size of a selected subset, so a benchmark
+  compares like with like.
+
+Rows of a corpus whose terms do not allow redistribution are written index-only unless embedding is
+asked for explicitly: ``image`` holds the path relative to the corpus root and ``sha256`` the image
+bytes' digest. :func:`hydrate` re-attaches the images from the user's own download, verifying every
+checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from dgqa_data import __version__
+from dgqa_data.cards import build_card, card_metadata
+from dgqa_data.corpora.base import Corpus, CorpusError, Skip, get_corpus, safe_path
+from dgqa_data.hub_folder import HubFolderWriter, read_card_metadata, render_card, write_json
+from dgqa_data.schema import DISTORTION_NAMES
+from dgqa_data.selection import Selection, format_table, plot_selection
+
+KINDS = ("selection", "all", "random")
+DEFAULT_NAMESPACE = "dgqa"
+BATCH_ROWS = 256
+
+DGQA_CITATION = """@inproceedings{li2024dgqa,
+  title={Bridging the Synthetic-to-Authentic Gap: Distortion-Guided Unsupervised Domain Adaptation for Blind Image Quality Assessment},
+  author={Li, Aobo and Wu, Jinjian and Liu, Yongxu and Li, Leida},
+  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2024},
+  note={arXiv:2405.04167}
+}"""
+
+INDEX_ONLY_BEGIN = "<!-- dgqa:index-only -->"
+INDEX_ONLY_END = "<!-- /dgqa:index-only -->"
+
+
+class SubsetError(ValueError):
+    """A subset cannot be written (bad source folder, empty selection, size too large, ...)."""
+
+
+class HydrateError(ValueError):
+    """Some images of an index-only dataset are missing or do not match their sha256.
+
+    Attributes:
+        problems: one line per bad image, naming its relative path and what is wrong.
+    """
+
+    def __init__(self, message: str, problems: list[str]):
+        super().__init__(message)
+        self.problems = problems
+
+
+# -- names ------------------------------------------------------------------------------------
+def subset_name(source: str, target: str) -> str:
+    """Name of a selected subset: ``<source>-sel-<target>`` (e.g. ``kadid10k-sel-livec``).
+
+    Characters a Hub repo name cannot hold become ``-`` (``"LIVE Challenge"`` -> ``LIVE-Challenge``).
+    """
+    return f"{source}-sel-{re.sub(r'[^A-Za-z0-9._-]+', '-', target).strip('-')}"
+
+
+def all_name(source: str) -> str:
+    """Name of the all-types control: ``<source>-all``."""
+    return f"{source}-all"
+
+
+def random_name(source: str, size: int, seed: int) -> str:
+    """Name of a random control: ``<source>-random-<size>-seed<seed>``."""
+    return f"{source}-random-{size}-seed{seed}"
+
+
+# -- the source folder ------------------------------------------------------------------------
+@dataclass
+class SourceFolder:
+    """A dataset folder written by dgqa, read lazily.
+
+    Attributes:
+        folder: the folder.
+        name: its name (the folder name, e.g. ``kadid10k``).
+        metadata: the card's YAML front matter.
+        parts: ``{(config, split): [parquet files]}`` from the card's ``configs``.
+        features: features stored in the parquet schema.
+    """
+
+    folder: Path
+    name: str
+    metadata: dict[str, Any]
+    parts: dict[tuple[str, str], list[Path]]
+    features: datasets.Features
+
+    @classmethod
+    def open(cls, folder: str | Path) -> SourceFolder:
+        """Read a dataset folder's card and locate its parquet files per (config, split)."""
+        folder = Path(folder)
+        if not (folder / "README.md").is_file():
+            raise SubsetError(f"{folder} is not a dataset folder written by dgqa: no README.md")
+        meta = read_card_metadata(folder)
+        parts: dict[tuple[str, str], list[Path]] = {}
+        for config in meta.get("configs") or []:
+            for entry in config.get("data_files") or []:
+                patterns = entry["path"] if isinstance(entry["path"], list) else [entry["path"]]
+                files = sorted({f for p in patterns for f in folder.glob(p) if f.suffix == ".parquet"})
+                parts[(config["config_name"], entry["split"])] = files
+        if not any(parts.values()):
+            raise SubsetError(f"{folder}: the card's configs list no parquet files")
+        first = next(f for files in parts.values() for f in files)
+        features = datasets.Features.from_arrow_schema(pq.read_schema(first))
+        return cls(folder, folder.name, meta, parts, features)
+
+    @property
+    def index_only(self) -> bool:
+        """Whether ``image`` holds relative paths (+ ``sha256``) instead of bytes."""
+        return not isinstance(self.features["image"], datasets.Image)
+
+    def config_parts(self, config: str = "default") -> list[tuple[str, list[Path]]]:
+        """``[(split, files)]`` of one config, in card order."""
+        found = [(split, files) for (c, split), files in self.parts.items() if c == config]
+        if not found:
+            raise SubsetError(f"{self.folder}: no config {config!r} in the card")
+        return found
+
+    def scan(self, config: str = "default") -> tuple[np.ndarray, list[str]]:
+        """``distortion_type`` of every row (source order) and the distinct ``corpus`` values."""
+        types: list[np.ndarray] = []
+        corpora: set[str] = set()
+        for _, files in self.config_parts(config):
+            for f in files:
+                table = pq.read_table(f, columns=["distortion_type", "corpus"])
+                types.append(table["distortion_type"].to_numpy(zero_copy_only=False).astype(np.int64))
+                corpora.update(v for v in table["corpus"].unique().to_pylist() if v is not None)
+        return (np.concatenate(types) if types else np.zeros(0, np.int64)), sorted(corpora)
+
+
+def _corpus_or_none(name: str) -> Corpus | None:
+    try:
+        return get_corpus(name)
+    except CorpusError:
+        return None
+
+
+def restricted_corpora(corpora: list[str]) -> list[str]:
+    """The corpora among ``corpora`` whose images may not be redistributed (unknown ones count)."""
+    out = []
+    for name in corpora:
+        corpus = _corpus_or_none(name)
+        if corpus is None or not corpus.redistributable:
+            out.append(name)
+    return out
+
+
+def index_only_features(features: datasets.Features) -> datasets.Features:
+    """``features`` with ``image`` as a relative path string plus a ``sha256`` column."""
+    feats = datasets.Features(features)
+    feats["image"] = datasets.Value("string")
+    if "sha256" not in feats:
+        feats["sha256"] = datasets.Value("string")
+    return feats
+
+
+# -- writing subsets --------------------------------------------------------------------------
+@dataclass
+class SubsetReport:
+    """What a subset run wrote.
+
+    Attributes:
+        out: the dataset folder.
+        name: its name (``kadid10k-sel-livec``, ...).
+        kind: ``selection``, ``all`` or ``random``.
+        counts: rows per (config, split).
+        domain_counts: rows per distortion type id.
+        index_only: whether images are stored as paths + sha256.
+        missing_types: selected types with no row in the source.
+    """
+
+    out: Path
+    name: str
+    kind: str
+    counts: dict[tuple[str, str], int]
+    domain_counts: dict[int, int]
+    index_only: bool
+    missing_types: list[int] = field(default_factory=list)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.counts.values())
+
+
+def write_subset(
+    source: str | Path,
+    *,
+    kind: str = "selection",
+    selection: Selection | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    target: str | None = None,
+    out: str | Path | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    embed_restricted: bool = False,
+    overwrite: bool = False,
+) -> SubsetReport:
+    """Write a selected subset or a control of a built corpus as a Hub-layout folder.
+
+    Args:
+        source: dataset folder written by ``dgqa build`` (its ``default`` config is used).
+        kind: ``selection`` (rows of ``selection.selected``), ``all`` or ``random``.
+        selection: the selection (``selection`` kind); for ``random`` without ``size`` it gives
+            the size (the row count the selection keeps).
+        size: rows of a ``random`` control.
+        seed: seed of the ``random`` control.
+        target: target name used in the subset name (default: ``selection.target``).
+        out: folder to write (default: ``<source parent>/<name>``).
+        namespace: Hub namespace used in the card (``load_dataset("<namespace>/<name>")``).
+        embed_restricted: embed images of corpora whose terms forbid redistribution (otherwise
+            such rows are written index-only).
+        overwrite: replace ``out`` once the new folder is complete.
+
+    Returns:
+        A :class:`SubsetReport`.
+    """
+    if kind not in KINDS:
+        raise SubsetError(f"unknown subset kind {kind!r}; choose one of {', '.join(KINDS)}")
+    src = SourceFolder.open(source)
+    types, corpora = src.scan()
+    total = len(types)
+    if total == 0:
+        raise SubsetError(f"{src.folder}: the default config has no rows")
+
+    missing: list[int] = []
+    sampled_from: int | None = None
+    if kind == "selection":
+        if selection is None:
+            raise SubsetError("a selected subset needs a selection (--selection or --paper)")
+        target = target or selection.target
+        keep = np.isin(types, selection.selected)
+        present = set(np.unique(types).tolist())
+        missing = [t for t in selection.selected if t not in present]
+        if not keep.any():
+            raise SubsetError(
+                f"{src.folder}: no rows of the selected types {selection.selected} in the source"
+            )
+        name = subset_name(src.name, target)
+    elif kind == "all":
+        keep = np.ones(total, dtype=bool)
+        name = all_name(src.name)
+    else:
+        if size is None:
+            if selection is None:
+                raise SubsetError("a random control needs --size or a selection to match in size")
+            size = int(np.isin(types, selection.selected).sum())
+            target = target or selection.target
+        if not 0 < size <= total:
+            raise SubsetError(f"random control size {size} is outside 1..{total} (rows in {src.folder})")
+        rng = np.random.default_rng(seed)
+        keep = np.zeros(total, dtype=bool)
+        keep[rng.choice(total, size=size, replace=False)] = True
+        sampled_from = total
+        name = random_name(src.name, size, seed)
+
+    restricted = restricted_corpora(corpora)
+    to_index = bool(restricted) and not embed_restricted and not src.index_only
+    index_only = src.index_only or to_index
+    features = index_only_features(src.features) if to_index else src.features
+    out = Path(out) if out is not None else src.folder.parent / name
+    compress = any(
+        (c := _corpus_or_none(n)) is not None and c.image_format in ("bmp", "mixed") for n in corpora
+    )
+
+    writer = HubFolderWriter(out, features, overwrite=overwrite, compress_images=compress and not index_only)
+    with writer:
+        offset = 0
+        for split, files in src.config_parts():
+            for f in files:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS):
+                    mask = keep[offset : offset + batch.num_rows]
+                    offset += batch.num_rows
+                    if not mask.any():
+                        continue
+                    for row in batch.filter(pa.array(mask)).to_pylist():
+                        writer.add(_to_index_only(row, f) if to_index else row, split)
+        kept_types = types[keep]
+        domain_counts = dict(sorted(Counter(kept_types.tolist()).items()))
+        info = {
+            "name": name,
+            "kind": kind,
+            "source": src.name,
+            "source_rows": total,
+            "rows": int(keep.sum()),
+            "target": target,
+            "seed": seed if kind == "random" else None,
+            "sampling": (
+                "numpy.random.default_rng(seed).choice(source_rows, rows, replace=False); source order kept"
+                if kind == "random"
+                else None
+            ),
+            "selected": list(selection.selected) if kind == "selection" else None,
+            "size_of": subset_name(src.name, target) if (kind == "random" and target) else None,
+            "domain_counts": {
+                DISTORTION_NAMES[t] if t >= 0 else "authentic": n for t, n in domain_counts.items()
+            },
+            "index_only": index_only,
+            "dgqa_version": __version__,
+        }
+        extra: dict[str, str | bytes | Path] = {"subset.json": write_json(info)}
+        with tempfile.TemporaryDirectory() as tmp:
+            if kind == "selection":
+                extra["selection.json"] = selection.to_json()
+                extra["similarity.png"] = plot_selection(selection, Path(tmp) / "similarity.png").read_bytes()
+            card = subset_card(
+                src,
+                name=name,
+                kind=kind,
+                selection=selection if kind == "selection" else None,
+                target=target,
+                size=int(keep.sum()),
+                seed=seed,
+                sampled_from=sampled_from,
+                parts=writer.parts(),
+                counts=dict(writer.counts),
+                domain_counts=domain_counts,
+                corpora=corpora,
+                restricted=restricted,
+                index_only=index_only,
+                namespace=namespace,
+            )
+            writer.finish(card, extra)
+    return SubsetReport(out, name, kind, dict(writer.counts), domain_counts, index_only, missing)
+
+
+def _to_index_only(row: dict[str, Any], where: Path) -> dict[str, Any]:
+    image = row["image"] or {}
+    data = image.get("bytes")
+    if data is None:
+        raise SubsetError(f"{where}: row {row.get('image_id')!r} has no image bytes to checksum")
+    row["image"] = image.get("path") or row["image_id"]
+    row["sha256"] = hashlib.sha256(data).hexdigest()
+    return row
+
+
+def select_subset(source: str | Path, selection: Selection, **kwargs: Any) -> SubsetReport:
+    """The rows of the selected domains (``<source>-sel-<target>``); see :func:`write_subset`."""
+    return write_subset(source, kind="selection", selection=selection, **kwargs)
+
+
+def all_control(source: str | Path, **kwargs: Any) -> SubsetReport:
+    """Every row of the source's default config (``<source>-all``); see :func:`write_subset`."""
+    return write_subset(source, kind="all", **kwargs)
+
+
+def random_control(source: str | Path, size: int | Selection, seed: int = 0, **kwargs: Any) -> SubsetReport:
+    """``size`` rows drawn uniformly with ``seed`` (``<source>-random-<n>-seed<s>``).
+
+    ``size`` may be a :class:`Selection`: the control then has as many rows as that selected subset.
+    """
+    if isinstance(size, Selection):
+        return write_subset(source, kind="random", selection=size, seed=seed, **kwargs)
+    return write_subset(source, kind="random", size=size, seed=seed, **kwargs)
+
+
+# -- cards ------------------------------------------------------------------------------------
+def subset_card(
+    src: SourceFolder,
+    *,
+    name: str,
+    kind: str,
+    selection: Selection | None,
+    target: str | None,
+    size: int,
+    seed: int,
+    sampled_from: int | None,
+    parts: list[tuple[str, str]],
+    counts: dict[tuple[str, str], int],
+    domain_counts: dict[int, int],
+    corpora: list[str],
+    restricted: list[str],
+    index_only: bool,
+    namespace: str = DEFAULT_NAMESPACE,
+) -> str:
+    """README.md of a subset: YAML (licence inherited from the source card) + ``subset.md`` body."""
+    source_pretty = src.metadata.get("pretty_name") or src.name
+    registered = [c for c in (_corpus_or_none(n) for n in corpora) if c is not None]
+    license_ = src.metadata.get("license") or (registered[0].license if registered else "other")
+    if kind == "selection":
+        pretty = f"{source_pretty}, DGQA selection for {target}"
+    elif kind == "all":
+        pretty = f"{source_pretty}, all distortion types (DGQA control)"
+    else:
+        pretty = f"{source_pretty}, random {size} images, seed {seed} (DGQA control)"
+    tags = [
+        "domain-selection",
+        "dgqa-subset",
+        src.name,
+        *([target] if target and kind == "selection" else []),
+    ]
+    meta = card_metadata(
+        pretty_name=pretty,
+        license=license_,
+        parts=parts,
+        num_rows=sum(counts.values()),
+        tags=tags,
+        source_datasets=[f"{namespace}/{src.name}"],
+    )
+    sel = None
+    if selection is not None:
+        sel = {
+            "target": selection.target,
+            "rule": selection.rule,
+            "threshold": selection.threshold,
+            "k": selection.k,
+            "num_images": selection.num_images,
+            "origin": selection.source,
+            "classifier": selection.classifier,
+            "dgqa_version": selection.dgqa_version,
+            "selected": list(selection.selected),
+            "selected_names": selection.selected_names,
+            "table": format_table(selection),
+        }
+    return build_card(
+        "subset",
+        meta,
+        subset=name,
+        repo_id=f"{namespace}/{name}",
+        source_repo=f"{namespace}/{src.name}",
+        kind=kind,
+        pretty_name=pretty,
+        source=src.name,
+        source_pretty=source_pretty,
+        target=target,
+        selection=sel,
+        size=size,
+        seed=seed,
+        sampled_from=sampled_from,
+        counts=[{"config": c, "split": s, "rows": n} for (c, s), n in counts.items()],
+        num_rows=sum(counts.values()),
+        domains=[
+            {"id": t, "name": DISTORTION_NAMES[t] if t >= 0 else "authentic / unknown", "count": n}
+            for t, n in domain_counts.items()
+        ],
+        corpora=registered,
+        unknown_corpora=[n for n in corpora if _corpus_or_none(n) is None],
+        restricted=restricted,
+        index_only=index_only,
+        index_only_begin=INDEX_ONLY_BEGIN,
+        index_only_end=INDEX_ONLY_END,
+        license=license_,
+        dgqa_citation=DGQA_CITATION,
+        version=__version__,
+    )
+
+
+# -- hydrate ----------------------------------------------------------------------------------
+@dataclass
+class HydrateReport:
+    """What :func:`hydrate` wrote: the folder and rows per (config, split)."""
+
+    out: Path
+    counts: dict[tuple[str, str], int]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.counts.values())
+
+
+class _Resolver:
+    """Find an index-only row's file: ``root / image`` first, else the corpus' own metadata."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._by_id: dict[str, dict[str, Path]] = {}
+
+    def __call__(self, rel: str, row: dict[str, Any]) -> Path | str:
+        path = safe_path(self.root, rel, rel)
+        if isinstance(path, Skip):
+            return path.reason
+        if path.is_file():
+            return path
+        found = self._index(row.get("corpus") or "").get(row.get("image_id") or "")
+        if found is not None and found.is_file():
+            return found
+        return f"missing: {found if found is not None else path} does not exist"
+
+    def _index(self, corpus_name: str) -> dict[str, Path]:
+        if corpus_name not in self._by_id:
+            corpus = _corpus_or_none(corpus_name)
+            index: dict[str, Path] = {}
+            if corpus is not None:
+                try:
+                    for item in corpus.rows(self.root):
+                        if not isinstance(item, Skip):
+                            index.setdefault(item.row["image_id"], item.path)
+                except (CorpusError, OSError):
+                    pass  # the root does not hold this corpus' metadata: no fallback
+            self._by_id[corpus_name] = index
+        return self._by_id[corpus_name]
+
+
+def hydrate(
+    folder: str | Path, root: str | Path, out: str | Path | None = None, *, overwrite: bool = False
+) -> HydrateReport:
+    """Re-attach the images of an index-only dataset from a local copy of the official download.
+
+    Every file is read once and checked against its ``sha256``. If any image is missing or does not
+    match, nothing is written and :class:`HydrateError` lists every bad file by its relative path.
+
+    Args:
+        folder: an index-only dataset folder (``image`` = path relative to the corpus root).
+        root: the user's unzipped official download.
+        out: folder to write; default: replace ``folder`` in place (atomically, once complete).
+        overwrite: replace ``out`` if it exists.
+
+    Returns:
+        A :class:`HydrateReport`.
+    """
+    src = SourceFolder.open(folder)
+    root = Path(root)
+    if not src.index_only or "sha256" not in src.features:
+        raise SubsetError(f"{src.folder} already holds image bytes; only index-only datasets are hydrated")
+    if not root.is_dir():
+        raise SubsetError(f"corpus root {root} does not exist or is not a folder")
+    features = datasets.Features({k: v for k, v in src.features.items() if k != "sha256"})
+    features["image"] = datasets.Image()
+    target = Path(out) if out is not None else src.folder
+    resolve = _Resolver(root)
+    problems: list[str] = []
+    writer = HubFolderWriter(target, features, overwrite=overwrite or out is None)
+    with writer:
+        for (config, split), files in src.parts.items():
+            for f in files:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS):
+                    for row in batch.to_pylist():
+                        rel, digest = row.pop("image"), row.pop("sha256")
+                        path = resolve(rel, row)
+                        if isinstance(path, str):
+                            problems.append(f"{rel}: {path}")
+                            continue
+                        data = path.read_bytes()
+                        actual = hashlib.sha256(data).hexdigest()
+                        if actual != digest:
+                            problems.append(
+                                f"{rel}: sha256 mismatch ({path} has {actual[:12]}..., expected {digest[:12]}...)"
+                            )
+                            continue
+                        if not problems:
+                            row["image"] = {"bytes": data, "path": rel}
+                            writer.add(row, split, config)
+        if problems:
+            shown = "\n  ".join(problems[:50])
+            more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+            raise HydrateError(
+                f"{len(problems)} image(s) under {root} are missing or do not match their sha256; "
+                f"nothing was written:\n  {shown}{more}",
+                problems,
+            )
+        card = hydrated_card((src.folder / "README.md").read_text(encoding="utf-8"))
+        extra: dict[str, str | bytes | Path] = {}
+        for p in sorted(src.folder.rglob("*")):
+            rel_parts = p.relative_to(src.folder).parts
+            if p.is_file() and rel_parts[0] not in ("data", "README.md") and not rel_parts[0].startswith("."):
+                extra[p.relative_to(src.folder).as_posix()] = p
+        if "subset.json" in extra:
+            info = json.loads(Path(extra["subset.json"]).read_text(encoding="utf-8"))
+            extra["subset.json"] = write_json({**info, "index_only": False})
+        writer.finish(card, extra)
+    return HydrateReport(target, dict(writer.counts))
+
+
+def hydrated_card(card: str) -> str:
+    """The card without the index's ``dataset_info`` and with its index-only note replaced."""
+    if card.startswith("---"):
+        _, header, body = card.split("---", 2)
+        meta = yaml.safe_load(header) or {}
+        meta.pop("dataset_info", None)  # described the index; the writer describes what it wrote
+        card = render_card(meta, body)
+    start, end = card.find(INDEX_ONLY_BEGIN), card.find(INDEX_ONLY_END)
+    if start < 0 or end < start:
+        return card
+    note = (
+        "The images were re-attached with `dgqa hydrate` from a local copy of the official download; "
+        "every file matched the sha256 recorded in the index."
+    )
+    return card[:start] + note + card[end + len(INDEX_ONLY_END) :]
