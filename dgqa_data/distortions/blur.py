@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from .common import Source, correlate, gaussian_filter
@@ -88,6 +89,31 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     return h
 
 
+@lru_cache(maxsize=32)
+def separable_terms(kernel_key: tuple) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Exact rank decomposition of a 2-D kernel into separable (column, row) float32 pairs (SVD)."""
+    kernel = np.array(kernel_key)
+    u, s, vt = np.linalg.svd(kernel)
+    keep = s > s[0] * 1e-12
+    return [
+        ((u[:, i] * np.sqrt(s[i])).astype(np.float32), (vt[i] * np.sqrt(s[i])).astype(np.float32))
+        for i in np.flatnonzero(keep)
+    ]
+
+
+def correlate_lowrank(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``imfilter(x, kernel, 'replicate')`` as a sum of separable passes (faster than OpenCV's DFT path
+    for the 13x13 and 17x17 disks); equal to :func:`correlate` up to float32 rounding."""
+    terms = separable_terms(tuple(map(tuple, kernel)))
+    if len(terms) * 2 * kernel.shape[0] >= kernel.size:
+        return correlate(x, kernel)
+    out = None
+    for col, row in terms:
+        y = cv2.sepFilter2D(x, -1, row, col, borderType=cv2.BORDER_REPLICATE)
+        out = y if out is None else cv2.add(out, y)
+    return out
+
+
 def gaussian_blur(src: Source, sigma: float, rng, draws: dict) -> np.ndarray:
     """01 Gaussian blur: ``imgaussfilt`` (size ``2*ceil(2 sigma)+1``, replicate) per channel."""
     return gaussian_filter(src.x, sigma)
@@ -95,7 +121,7 @@ def gaussian_blur(src: Source, sigma: float, rng, draws: dict) -> np.ndarray:
 
 def lens_blur(src: Source, radius: float, rng, draws: dict) -> np.ndarray:
     """02 Lens blur: ``imfilter`` with ``fspecial('disk', radius)``, replicate borders."""
-    return correlate(src.x, disk_kernel(radius))
+    return correlate_lowrank(src.x, disk_kernel(radius))
 
 
 def motion_blur(src: Source, length: float, rng: np.random.Generator, draws: dict) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .common import F32, Source, curves_scalar, lab2rgb, rgb2lab
@@ -14,9 +15,9 @@ def brighten(src: Source, amount: float, rng, draws: dict) -> np.ndarray:
     channel, where ``curves`` is the parabola through (0,0), (0.5,c), (1,1), clipped.
     """
     c = 0.5 + amount / 2.0
-    lab = rgb2lab(src)
-    lab[..., 0] = F32(100.0) * curves_scalar(lab[..., 0] * F32(0.01), c)
-    a = lab2rgb(lab)
+    lum, la, lb = cv2.split(rgb2lab(src))
+    lum = F32(100.0) * curves_scalar(lum * F32(0.01), c)
+    a = lab2rgb(cv2.merge([lum, la, lb]))
     b = src.pointwise(lambda v: curves_scalar(v, c))
     return (F32(2.0 / 3.0) * b + F32(1.0 / 3.0) * a).astype(F32, copy=False)
 

@@ -165,19 +165,19 @@ def correlate(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 samples by Box-Muller from ``rng``'s uniforms.
+    """Standard normal float32 samples by Box-Muller from ``rng``'s float32 uniforms.
 
-    About 3x faster than ``Generator.standard_normal`` for float32 on one core; the float32 uniforms
-    limit |z| to about 5.8 (probability ~1e-8 beyond), irrelevant for image noise.
+    ``z = sqrt(-2 log(1 - u1)) * (cos, sin)(2 pi u2)``, evaluated with OpenCV's vectorised log/sqrt and
+    ``polarToCart``; about 3-4x faster than ``Generator.standard_normal`` on one core. The float32
+    uniforms limit |z| to about 5.8 (probability ~1e-8 beyond), irrelevant for image noise.
     """
     n = int(np.prod(shape))
     m = (n + 1) // 2
-    u = rng.random(2 * m, dtype=F32)
-    r = np.sqrt(F32(-2.0) * np.log(F32(1.0) - u[:m]))
-    theta = u[m:] * F32(2.0 * np.pi)
-    z = np.empty(2 * m, dtype=F32)
-    np.multiply(r, np.cos(theta), out=z[:m])
-    np.multiply(r, np.sin(theta), out=z[m:])
+    u = rng.random(2 * m, dtype=F32).reshape(2, m)
+    one_minus = F32(1.0) - u[0]
+    r = cv2.sqrt(cv2.log(one_minus) * F32(-2.0))
+    c, s = cv2.polarToCart(r, u[1] * F32(2.0 * np.pi))
+    z = np.concatenate([c.reshape(-1), s.reshape(-1)])
     return z[:n].reshape(shape)
 
 
@@ -225,11 +225,13 @@ def rgb2lab(src: Source | np.ndarray) -> np.ndarray:
     """
     lin = src.pointwise(srgb_to_linear) if isinstance(src, Source) else srgb_to_linear(src).astype(F32)
     t = _transform(lin, _M_RGB2XYZN)
-    f = np.cbrt(t)
-    small = t <= F32(_LAB_EPS)
-    if small.any():
-        f[small] = t[small] * F32(_LAB_KAPPA) + F32(16.0 / 116.0)
+    f = np.where(t > F32(_LAB_EPS), np.cbrt(t), t * F32(_LAB_KAPPA) + F32(16.0 / 116.0))
     return _transform(f, _LAB_FROM_F)
+
+
+def _pow(x: np.ndarray, p: float) -> np.ndarray:
+    """``x ** p`` for x > 0 via OpenCV's vectorised exp/log (float32, ~1e-7 relative error)."""
+    return cv2.exp(cv2.log(x) * F32(p))
 
 
 def lab2rgb(lab: np.ndarray) -> np.ndarray:
@@ -239,20 +241,19 @@ def lab2rgb(lab: np.ndarray) -> np.ndarray:
     which gives the same result as clipping after companding.
     """
     f = _transform(lab, _F_FROM_LAB)
-    t = f * f
-    t *= f
-    small = f <= F32(_LAB_F_EPS)
-    if small.any():
-        t[small] = (f[small] - F32(16.0 / 116.0)) * F32(1.0 / _LAB_KAPPA)
+    t = np.where(f > F32(_LAB_F_EPS), f * f * f, (f - F32(16.0 / 116.0)) * F32(1.0 / _LAB_KAPPA))
     lin = _transform(t, _M_XYZN2RGB)
     np.clip(lin, 0.0, 1.0, out=lin)
-    out = np.power(lin, F32(1.0 / 2.4))
+    hi = lin > F32(0.0031308)
+    out = _pow(np.maximum(lin, F32(0.0031308)), 1.0 / 2.4)
     out *= F32(1.055)
     out -= F32(0.055)
-    small = lin <= F32(0.0031308)
-    if small.any():
-        out[small] = lin[small] * F32(12.92)
-    return out
+    return np.where(hi, out, lin * F32(12.92))
+
+
+def scale_channels(x: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
+    """Multiply the channels of a (H, W, 3) float32 array by per-channel gains (contiguous output)."""
+    return _transform(x, np.diag(np.asarray(gains, dtype=np.float64)))
 
 
 def rgb2ycbcr(x: np.ndarray) -> np.ndarray:

@@ -72,8 +72,9 @@ _SPECS = [
     _spec(5, "shift_px", (1, 3, 6, 8, 12), color.color_shift, random=True,
           note="Green channel only; direction = normr(rand(1,2)); nearest-rank percentiles in ps2."),
     _spec(6, "n_colors", (64, 48, 32, 16, 8), color.color_quantization, exact=False,
-          note="Substitute for MATLAB rgb2ind minimum-variance + Floyd-Steinberg: Pillow median-cut palette, "
-               "then a Floyd-Steinberg remap onto it. MATLAB palettes cannot be reproduced."),
+          note="Substitute for MATLAB rgb2ind minimum-variance + Floyd-Steinberg: Pillow median-cut palette "
+               "(built from a 2x-subsampled copy), then a Floyd-Steinberg remap of the full image onto it. "
+               "MATLAB palettes cannot be reproduced."),
     _spec(7, "hsv_s_factor", (0.4, 0.2, 0.1, 0, -0.4), color.color_saturation_hsv,
           note="S scaled without clipping (closed form (1-f)*max(RGB) + f*RGB); output mapmm rescales level 5."),
     _spec(8, "lab_ab_factor", (1, 2, 3, 6, 9), color.color_saturation_lab,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .common import F32, Source, curves_pair, gaussian_filter, lab2rgb, rgb2lab
@@ -13,10 +14,9 @@ def high_sharpen(src: Source, amount: float, rng, draws: dict) -> np.ndarray:
     Unsharp mask on Lab L* only: ``L + a (L - G_3 * L)``, Gaussian sigma 3, size 13, replicate borders,
     threshold 0; back to RGB and clipped.
     """
-    lab = rgb2lab(src)
-    lum = np.ascontiguousarray(lab[..., 0])
-    lab[..., 0] = lum + F32(amount) * (lum - gaussian_filter(lum, 3.0))
-    return lab2rgb(lab)
+    lum, a, b = cv2.split(rgb2lab(src))
+    lum = lum + F32(amount) * (lum - gaussian_filter(lum, 3.0))
+    return lab2rgb(cv2.merge([lum, a, b]))
 
 
 def contrast_change(src: Source, amount: float, rng, draws: dict) -> np.ndarray:

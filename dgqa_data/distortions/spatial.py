@@ -16,69 +16,98 @@ JITTER_ITERATIONS = 5
 def keys_weights(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Keys cubic-convolution weights (a = -0.5, MATLAB ``interp2 'cubic'``) of taps -1, 0, 1, 2.
 
+    ``w0 = (-t^3 + 2t^2 - t)/2``, ``w1 = (3t^3 - 5t^2 + 2)/2``, ``w2 = (-3t^3 + 4t^2 + t)/2``,
+    ``w3 = (t^3 - t^2)/2``; ``w2`` is computed as ``1 - w0 - w1 - w3`` (partition of unity).
+
     Args:
-        t: fractional offsets in [0, 1).
+        t: fractional offsets in [0, 1), float32.
     """
     t2 = t * t
-    t3 = t2 * t
-    h = F32(0.5)
-    return (
-        h * (F32(2.0) * t2 - t3 - t),
-        h * (F32(3.0) * t3 - F32(5.0) * t2 + F32(2.0)),
-        h * (F32(4.0) * t2 - F32(3.0) * t3 + t),
-        h * (t3 - t2),
-    )
+    w3 = (t - F32(1.0)) * t2
+    w3 *= F32(0.5)
+    w0 = t2 - t
+    w0 *= F32(0.5)
+    w0 -= w3  # (t^2 - t)/2 - (t^3 - t^2)/2
+    w1 = (F32(1.5) * t - F32(2.5)) * t2
+    w1 += F32(1.0)
+    w2 = F32(1.0) - w0
+    w2 -= w1
+    w2 -= w3
+    return w0, w1, w2, w3
 
 
 class KeysWarper:
-    """Keys a = -0.5 bicubic warping of (H, W, 4) float32 images, with reusable buffers.
+    """Keys a = -0.5 bicubic warping of planar float32 images, with reusable buffers.
 
     Implements ``imwarpmap(x, cat(3, sy, sx), 'bicubic', padme=true)``: MATLAB's replicate padding by
     the largest shift followed by ``interp2 'cubic'`` equals sampling the replicate-extended image (up
     to interp2's boundary extrapolation in the outermost padded pixel). Coordinates are exact (no
     1/32-px quantization as in ``cv2.remap``'s interpolating modes, and a = -0.5 rather than OpenCV's
-    -0.75): the 16 taps are gathered with nearest-neighbour ``cv2.remap`` at integer positions
-    (4 channels keep OpenCV's gather on its fast path) and combined with the Keys weights.
+    -0.75).
+
+    Per channel, a 4-channel image holding the 4 horizontal taps of every pixel is built once; for each
+    of the 4 tap rows one nearest-neighbour ``cv2.remap`` at integer positions gathers them (4
+    float32 channels are OpenCV's fast gather path), they are weighted by the row weights, then by the
+    column weights and summed. Rows are processed in strips so the temporaries stay in cache.
     """
 
-    def __init__(self, h: int, w: int):
+    def __init__(self, h: int, w: int, strip: int = 64):
         self.shape = (h, w)
-        self.rows = np.arange(h, dtype=F32)[:, None]
+        self.strip = strip
+        n = min(strip, h)
         self.cols = np.arange(w, dtype=F32)[None, :]
-        self.tap = np.empty((h, w, 4), F32)
-        self.acc = np.empty((h, w, 4), F32)
-        self.w4 = [np.empty((h, w, 4), F32) for _ in range(5)]
-        self.mapx = [np.empty((h, w), F32) for _ in range(4)]
-        self.mapy = np.empty((h, w), F32)
+        self.tap = np.empty((n, w, 4), F32)
+        self.acc = np.empty((n, w, 4), F32)
+        self.wx4 = np.empty((n, w, 4), F32)
+        self.wy4 = [np.empty((n, w, 4), F32) for _ in range(4)]
+        self.mapy = [np.empty((n, w), F32) for _ in range(4)]
+        self.mapx = np.empty((n, w), F32)
+        self.ones = np.ones((1, 4), F32)
 
-    def __call__(self, x4: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-        """Sample ``x4`` at ``(row - sy, col - sx)``; returns a new float32 (H, W, 4) array, unclipped."""
-        v = self.rows - sy
+    def __call__(self, planes: list[np.ndarray], sy: np.ndarray, sx: np.ndarray) -> list[np.ndarray]:
+        """Sample each (H, W) float32 plane at ``(row - sy, col - sx)``; returns new planes, unclipped."""
+        h, w = self.shape
+        margin = int(np.ceil(max(float(sx.max()), -float(sx.min())))) + 1
+        taps = []
+        for p in planes:
+            padded = cv2.copyMakeBorder(p, 0, 0, margin + 1, margin + 2, cv2.BORDER_REPLICATE)
+            taps.append(cv2.merge([padded[:, k : k + w + 2 * margin] for k in range(4)]))
+        out = [np.empty((h, w), F32) for _ in planes]
+        for r0 in range(0, h, self.strip):
+            r1 = min(r0 + self.strip, h)
+            self._strip(taps, sy[r0:r1], sx[r0:r1], r0, margin, [o[r0:r1] for o in out])
+        return out
+
+    def _strip(self, taps, sy, sx, r0, margin, out) -> None:
+        n = sy.shape[0]
+        v = np.arange(r0, r0 + n, dtype=F32)[:, None] - sy
         u = self.cols - sx
         fy = np.floor(v)
         fx = np.floor(u)
         wy = keys_weights(v - fy)
-        for i, k in enumerate(keys_weights(u - fx)):
-            cv2.merge([k, k, k, k], dst=self.w4[i])
-            np.add(fx, F32(i - 1), out=self.mapx[i])
-        out = np.zeros_like(x4)
-        tap, acc, wy4 = self.tap, self.acc, self.w4[4]
+        tap, acc, wx4, mapx = self.tap[:n], self.acc[:n], self.wx4[:n], self.mapx[:n]
+        cv2.merge(list(keys_weights(u - fx)), dst=wx4)
+        np.add(fx, F32(margin), out=mapx)
+        wy4 = [b[:n] for b in self.wy4]
+        mapy = [b[:n] for b in self.mapy]
         for j in range(4):
-            np.add(fy, F32(j - 1), out=self.mapy)
+            cv2.merge([wy[j]] * 4, dst=wy4[j])
+            np.add(fy, F32(j - 1), out=mapy[j])
+        for c, src in enumerate(taps):
             acc.fill(0.0)
-            for i in range(4):
-                cv2.remap(
-                    x4, self.mapx[i], self.mapy, cv2.INTER_NEAREST, dst=tap, borderMode=cv2.BORDER_REPLICATE
-                )
-                cv2.accumulateProduct(tap, self.w4[i], acc)
-            cv2.merge([wy[j]] * 4, dst=wy4)
-            cv2.accumulateProduct(acc, wy4, out)
-        return out
+            for j in range(4):
+                cv2.remap(src, mapx, mapy[j], cv2.INTER_NEAREST, dst=tap, borderMode=cv2.BORDER_REPLICATE)
+                cv2.accumulateProduct(tap, wy4[j], acc)
+            p = cv2.multiply(acc, wx4)
+            np.add(p[..., 0], p[..., 1], out=out[c])
+            out[c] += p[..., 2]
+            out[c] += p[..., 3]
 
 
-def keys_warp(x4: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-    """One-shot :class:`KeysWarper` call: Keys a = -0.5 bicubic warp of a (H, W, 4) float32 image."""
-    return KeysWarper(*sy.shape)(x4, sy, sx)
+def keys_warp(x: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+    """One-shot :class:`KeysWarper` call on a (H, W, C) float32 image; returns (H, W, C)."""
+    planes = [np.ascontiguousarray(x[..., c], dtype=F32) for c in range(x.shape[2])]
+    return np.dstack(KeysWarper(*sy.shape)(planes, sy, sx))
 
 
 def jitter(src: Source, amount: float, rng: np.random.Generator, draws: dict) -> np.ndarray:
@@ -88,18 +117,17 @@ def jitter(src: Source, amount: float, rng: np.random.Generator, draws: dict) ->
     (``randn(H, W, 2)``: rows first, then columns) and warps with Keys a = -0.5 bicubic.
     """
     h, w = src.shape
-    x4 = np.zeros((h, w, 4), dtype=F32)
-    x4[..., :3] = src.x
+    planes = list(cv2.split(src.x))
     warp = KeysWarper(h, w)
     peak = 0.0
     for _ in range(JITTER_ITERATIONS):
         s = normal(rng, (2, h, w))
         s *= F32(amount)
         peak = max(peak, float(s.max()), -float(s.min()))
-        x4 = warp(x4, s[0], s[1])
+        planes = warp(planes, s[0], s[1])
     draws["iterations"] = JITTER_ITERATIONS
     draws["max_abs_shift"] = round(peak, 4)
-    return np.ascontiguousarray(x4[..., :3])
+    return cv2.merge(planes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -352,7 +352,7 @@ def test_mean_shift_is_a_gain_after_the_wrapper(photo):
 # ------------------------------------------------------------------------------------------------
 def test_keys_warp_is_exact():
     rng = np.random.default_rng(0)
-    img = rng.random((20, 24, 4), dtype=np.float32)
+    img = rng.random((20, 24, 3), dtype=np.float32)
     zero = np.zeros((20, 24), np.float32)
     np.testing.assert_allclose(keys_warp(img, zero, zero), img, atol=1e-6)
     one = np.ones_like(zero)
