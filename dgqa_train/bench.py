@@ -1,0 +1,289 @@
+"""Backbone benchmark: a grid of regressor runs (backbone x train set x seed, each evaluated on every
+eval set) and a leaderboard of last-epoch SRCC/PLCC, median and spread over seeds.
+
+``dgqa bench --backbones tiny-resnet,resnet50 --train hub/dgqa/kadid10k --eval hub/dgqa/livec:test
+--seeds 3 --out bench/``. Each cell trains into ``OUT/runs/<backbone>/<train>/seed<k>``; a rerun skips
+every cell whose ``results.json`` is finished and carries the cell's config hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import re
+import shlex
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgqa_train.config import parse_config
+from dgqa_train.train import RESULTS_NAME, TrainConfig, config_hash
+
+logger = logging.getLogger(__name__)
+
+LEADERBOARD_COLUMNS = (
+    "backbone", "train", "eval", "seeds",
+    "srcc_median", "srcc_min", "srcc_max", "srcc_iqr",
+    "plcc_median", "plcc_min", "plcc_max", "plcc_iqr",
+)  # fmt: skip
+
+
+@dataclass
+class Cell:
+    """One training run of the grid."""
+
+    backbone: str
+    train: str
+    seed: int
+    output_dir: Path
+    argv: list[str]
+
+
+def slug(spec: str) -> str:
+    """A folder name for a dataset spec: readable base name + a short hash of the full spec."""
+    path, _, split = spec.rpartition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).name or "data") + (f"-{split}" if split else "")
+    return f"{name}-{zlib.crc32(spec.encode()):08x}"[:80]
+
+
+def make_cells(
+    backbones: list[str],
+    trains: list[str],
+    evals: list[str],
+    seeds: list[int],
+    out: Path,
+    train_args: list[str],
+) -> list[Cell]:
+    """The grid, in a stable order."""
+    cells = []
+    for backbone in backbones:
+        for train in trains:
+            for seed in seeds:
+                cell_dir = (
+                    out / "runs" / re.sub(r"[^A-Za-z0-9._-]+", "_", backbone) / slug(train) / f"seed{seed}"
+                )
+                argv = [
+                    "--backbone", backbone, "--train_dataset", train, "--eval_datasets", *evals,
+                    "--seed", str(seed), "--output_dir", str(cell_dir), *train_args,
+                ]  # fmt: skip
+                cells.append(Cell(backbone, train, seed, cell_dir, argv))
+    return cells
+
+
+def is_finished(cell: Cell) -> bool:
+    """True when the cell's ``results.json`` is complete and was produced by the same config."""
+    path = cell.output_dir / RESULTS_NAME
+    if not path.is_file():
+        return False
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False
+    want = config_hash(parse_config(TrainConfig, cell.argv))
+    return bool(results.get("finished")) and results.get("config_hash") == want
+
+
+def run_cell(cell: Cell, launcher: str | None) -> None:
+    """Train one cell in this process, or in a subprocess started with ``launcher``
+    (e.g. ``"accelerate launch --num_processes 2"``)."""
+    argv = [*cell.argv, "--overwrite_output_dir"]
+    if not launcher:
+        from dgqa_train.train import train
+
+        train(parse_config(TrainConfig, argv))
+        return
+    script = str(Path(__file__).with_name("train.py"))
+    subprocess.run([*shlex.split(launcher), script, *argv], check=True)
+
+
+def _stats(values: list[float | None]) -> tuple[float, float, float, float]:
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (np.nan,) * 4
+    q1, q3 = np.percentile(v, [25, 75])
+    return float(np.median(v)), float(v.min()), float(v.max()), float(q3 - q1)
+
+
+def leaderboard(cells: list[Cell], evals: list[str]) -> list[dict[str, Any]]:
+    """One row per (backbone, train, eval): median, min, max and IQR over seeds of last-epoch SRCC/PLCC."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        path = cell.output_dir / RESULTS_NAME
+        if path.is_file():
+            groups.setdefault((cell.backbone, cell.train), []).append(json.loads(path.read_text()))
+    rows = []
+    for (backbone, train), results in groups.items():
+        for spec in evals:
+            per_seed = [((r.get("last_epoch") or {}).get("metrics") or {}).get(spec) or {} for r in results]
+            row: dict[str, Any] = {"backbone": backbone, "train": train, "eval": spec, "seeds": len(per_seed)}
+            for metric in ("srcc", "plcc"):
+                med, lo, hi, iqr = _stats([m.get(metric) for m in per_seed])
+                row.update(
+                    {f"{metric}_median": med, f"{metric}_min": lo, f"{metric}_max": hi, f"{metric}_iqr": iqr}
+                )
+            rows.append(row)
+    rows.sort(
+        key=lambda r: (r["eval"], -np.nan_to_num(r["srcc_median"], nan=-9.0), r["backbone"], r["train"])
+    )
+    return rows
+
+
+def _f(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.4f}"
+
+
+def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """``leaderboard.csv``, ``leaderboard.md`` and ``leaderboard.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "leaderboard.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LEADERBOARD_COLUMNS)
+        w.writeheader()
+        w.writerows(
+            {k: ("" if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+            for r in rows
+        )
+    md = [
+        "# Leaderboard",
+        "",
+        "Last-epoch metrics on raw predictions; median [min, max] over seeds (IQR in leaderboard.csv).",
+        "",
+        "| eval | backbone | train | seeds | SRCC | PLCC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        md.append(
+            f"| {r['eval']} | {r['backbone']} | {r['train']} | {r['seeds']} | "
+            f"{_f(r['srcc_median'])} [{_f(r['srcc_min'])}, {_f(r['srcc_max'])}] | "
+            f"{_f(r['plcc_median'])} [{_f(r['plcc_min'])}, {_f(r['plcc_max'])}] |"
+        )
+    (out / "leaderboard.md").write_text("\n".join(md) + "\n")
+    _plot(rows, out / "leaderboard.png")
+    return [out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png"]
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = sorted({r["eval"] for r in rows})
+    fig, axes = plt.subplots(1, max(1, len(evals)), figsize=(5 * max(1, len(evals)), 4), squeeze=False)
+    for ax, spec in zip(axes[0], evals):
+        sel = [r for r in rows if r["eval"] == spec]
+        labels = [f"{r['backbone']}\n{slug(r['train']).rsplit('-', 1)[0]}" for r in sel]
+        med = np.array([r["srcc_median"] for r in sel])
+        err = np.nan_to_num(np.array([[m - r["srcc_min"], r["srcc_max"] - m] for m, r in zip(med, sel)]).T)
+        ax.bar(range(len(sel)), np.nan_to_num(med), yerr=err, capsize=4, color="tab:blue")
+        ax.set_xticks(range(len(sel)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"eval: {spec}", fontsize=9)
+        ax.set_ylabel("SRCC (median, min-max over seeds)")
+        ax.axhline(0, color="black", linewidth=0.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_bench(
+    backbones: list[str],
+    trains: list[str],
+    evals: list[str],
+    seeds: int | list[int],
+    out: str | Path,
+    train_args: list[str] | None = None,
+    launcher: str | None = None,
+    base_seed: int = 123,
+) -> dict[str, Any]:
+    """Run (or resume) the grid and write the leaderboard.
+
+    Args:
+        backbones: backbone names/ids.
+        trains: training dataset specs (one cell per spec).
+        evals: eval dataset specs (every cell evaluates on all).
+        seeds: number of seeds (``base_seed, base_seed + 1, ...``) or explicit seeds.
+        out: benchmark folder.
+        train_args: extra ``dgqa train`` flags for every cell (e.g. ``["--epochs", "5"]``).
+        launcher: run cells as subprocesses with this command prefix; None runs them in this process.
+        base_seed: first seed when ``seeds`` is a count.
+
+    Returns:
+        ``{"ran": [...], "skipped": [...], "failed": [...], "leaderboard": rows, "files": [...]}``.
+    """
+    out = Path(out)
+    seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
+    cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []))
+    summary: dict[str, Any] = {"ran": [], "skipped": [], "failed": []}
+    for cell in cells:
+        name = str(cell.output_dir.relative_to(out))
+        if is_finished(cell):
+            logger.info("skip %s (finished, same config)", name)
+            summary["skipped"].append(name)
+            continue
+        logger.info("run %s", name)
+        try:
+            run_cell(cell, launcher)
+            summary["ran"].append(name)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - one failed cell must not lose the others
+            logger.error("cell %s failed: %s", name, err)
+            summary["failed"].append({"cell": name, "error": str(err)})
+    rows = leaderboard(cells, evals)
+    summary["leaderboard"] = rows
+    summary["files"] = [str(p) for p in write_leaderboard(rows, out)]
+    bench = {
+        "backbones": backbones,
+        "train": trains,
+        "eval": evals,
+        "seeds": seed_list,
+        "train_args": train_args,
+    }
+    (out / "bench.json").write_text(
+        json.dumps({**bench, **{k: summary[k] for k in ("ran", "skipped", "failed")}}, indent=2)
+    )
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    """``dgqa bench``: run the grid, print the markdown leaderboard; exit 1 if a cell failed."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
+    split = [s.strip() for s in args.backbones.split(",") if s.strip()]
+    train_args = shlex.split(args.train_args) + (
+        ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    )
+    summary = run_bench(
+        split,
+        [s.strip() for s in args.train.split(",") if s.strip()],
+        [s.strip() for s in args.eval.split(",") if s.strip()],
+        args.seeds,
+        args.out,
+        train_args=train_args,
+        launcher=args.launcher,
+        base_seed=args.base_seed,
+    )
+    print(
+        f"ran {len(summary['ran'])}, skipped {len(summary['skipped'])}, failed {len(summary['failed'])} cell(s)"
+    )
+    print(Path(args.out, "leaderboard.md").read_text())
+    return 1 if summary["failed"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dgqa_train.bench ...``."""
+    from dgqa_train.commands import add_bench_arguments
+
+    p = argparse.ArgumentParser(prog="dgqa bench", description=__doc__.splitlines()[0])
+    add_bench_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

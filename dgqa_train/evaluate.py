@@ -1,0 +1,145 @@
+"""Evaluation of a quality regressor: mean over seeded test crops, exact multi-process gathering,
+and the IQA metrics of :mod:`dgqa_train.metrics`, reported separately and labelled.
+
+Predictions are gathered with ``accelerator.gather_for_metrics`` together with each row's index and
+sorted by it, so an evaluation on N processes returns the very arrays (and metrics) of one process.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from dgqa_train.metrics import iqa_metrics
+
+#: Metric keys of every eval entry and what they mean.
+METRIC_LABELS: dict[str, str] = {
+    "srcc": "SRCC",
+    "plcc": "PLCC (no mapping)",
+    "krcc": "KRCC (tau-b)",
+    "rmse": "RMSE (no mapping, quality scale [0, 1])",
+    "plcc_logistic4": "PLCC after a 4-parameter logistic fit",
+    "rmse_logistic4": "RMSE after a 4-parameter logistic fit",
+}
+
+
+def to_model_input(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(..., 3, S, S)`` crops -> normalised float32 (the arithmetic of CropDataset).
+
+    4-D batches come back channels-last: fast convolutions, and one memory layout for every batch, so
+    kernels (which are chosen by shape and layout) do not depend on how the batch was assembled.
+    """
+    x = (x.float().div_(255) - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+def predict_batches(
+    model: torch.nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    accelerator: Any = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores for every row of a loader of uint8 crops, averaged over each row's crops.
+
+    Args:
+        model: a regressor (unwrapped); put in eval mode here.
+        batches: batches with ``pixel_values`` uint8 ``(B, 3, S, S)`` or ``(B, n, 3, S, S)``, ``labels``
+            and ``index`` (a prepared loader when ``accelerator`` is given).
+        mean: ``(3, 1, 1)`` normalisation mean on the model's device.
+        std: ``(3, 1, 1)`` normalisation std.
+        accelerator: gathers across processes (duplicates from even-batch padding are dropped);
+            None evaluates in this process on ``mean.device``.
+
+    Returns:
+        ``(index, prediction, label)`` float64/int64 arrays sorted by index, identical on every process.
+    """
+    was_training = model.training
+    model.eval()
+    parts: list[dict[str, torch.Tensor]] = []
+    full = 0
+    with torch.no_grad():
+        for batch in batches:
+            x = batch["pixel_values"].to(mean.device, non_blocking=True)
+            b, rows = x.shape[0], x[0].numel() // x.shape[-3:].numel() * x.shape[0]
+            x = x.reshape(rows, *x.shape[-3:])
+            # Every forward pass gets the same shape and layout (a short last batch is padded), so a row's
+            # score does not depend on how rows are split into batches or across processes (kernels pick
+            # their algorithm by shape): 1-process and N-process evaluations agree to the last bit.
+            full = max(full, rows)
+            if rows < full:
+                x = torch.cat([x, x[:1].expand(full - rows, *x.shape[1:])])
+            x = to_model_input(x, mean, std)
+            if accelerator is not None:
+                with accelerator.autocast():
+                    out = model(x)
+            else:
+                out = model(x)
+            part = {
+                "index": batch["index"].to(mean.device),
+                "pred": out.double().reshape(-1, rows // b).mean(dim=1)[:b],  # mean over crops, same shape
+                "label": batch["labels"].to(mean.device).float(),
+            }
+            parts.append(accelerator.gather_for_metrics(part) if accelerator is not None else part)
+    model.train(was_training)
+    if not parts:
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty, empty
+    index = torch.cat([p["index"] for p in parts]).cpu().numpy()
+    pred = torch.cat([p["pred"] for p in parts]).cpu().numpy()
+    label = torch.cat([p["label"] for p in parts]).cpu().double().numpy()
+    order = np.argsort(index, kind="stable")
+    index, pred, label = index[order], pred[order], label[order]
+    if np.unique(index).size != index.size:
+        raise RuntimeError(
+            "evaluation gathered duplicate rows: the eval loader was not prepared by Accelerate"
+        )
+    return index, pred, label
+
+
+def score_metrics(pred: np.ndarray, label: np.ndarray) -> dict[str, Any]:
+    """All IQA metrics of one eval set; never raises.
+
+    Constant predictions give NaN correlations with a warning (kept under ``"warnings"``); fewer than
+    two rows or non-finite predictions give NaN everywhere with the reason under ``"warnings"``.
+    """
+    out: dict[str, Any] = dict.fromkeys(METRIC_LABELS, math.nan)
+    out["n"] = int(pred.size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out.update(iqa_metrics(pred, label))
+        except ValueError as err:  # too few rows, NaN/inf predictions (diverged run), NaN labels
+            warnings.warn(f"metrics undefined: {err}", stacklevel=2)
+    messages = [str(w.message) for w in caught]
+    for w in caught:  # re-emit for the caller and the log
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if messages:
+        out["warnings"] = messages
+    return out
+
+
+def evaluate_loader(
+    model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]], accelerator: Any, mean, std
+) -> dict[str, Any]:
+    """Gathered predictions of ``loader`` -> :func:`score_metrics`."""
+    _, pred, label = predict_batches(model, loader, mean, std, accelerator)
+    return score_metrics(pred, label)
+
+
+def json_safe(obj: Any) -> Any:
+    """Recursively replace NaN/inf by None and numpy scalars by Python numbers (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,118 @@
+"""Model card (README.md with a YAML header) for a trained regressor, and the Hub upload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: Files of an output folder that are not part of the published model.
+HUB_IGNORE = ["checkpoints/*", "logs/*", ".*", "*.tmp"]
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _table(per_dataset: dict[str, Any], epoch_of: dict[str, Any] | None = None) -> list[str]:
+    head = "| eval dataset | images | SRCC | PLCC | KRCC | RMSE | PLCC (logistic-4) |"
+    if epoch_of is not None:
+        head += " epoch |"
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for spec, m in per_dataset.items():
+        m = m or {}
+        cells = [
+            spec,
+            m.get("n"),
+            m.get("srcc"),
+            m.get("plcc"),
+            m.get("krcc"),
+            m.get("rmse"),
+            m.get("plcc_logistic4"),
+        ]
+        if epoch_of is not None:
+            cells.append(epoch_of.get(spec))
+        rows.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    return rows
+
+
+def model_card(results: dict[str, Any]) -> str:
+    """The README.md of a trained model folder, from its ``results.json`` content."""
+    cfg = results["config"]
+    train = results.get("train") or {}
+    tags = ["image-quality-assessment", "blind-iqa", "dgqa", "regression"]
+    lines = ["---", "library_name: dgqa", "tags:", *[f"- {t}" for t in tags]]
+    ds = cfg.get("train_dataset")
+    if ds and not Path(str(ds).split(":")[0]).exists() and "/" in str(ds):
+        lines += ["datasets:", f"- {str(ds).split(':')[0]}"]
+    lines += ["metrics:", "- srcc", "- plcc", "---", ""]
+    backbone = cfg.get("init_model") or cfg["backbone"]
+    lines += [
+        f"# Blind IQA regressor: {backbone} + Linear(feature_dim, 1)",
+        "",
+        "Predicts perceptual quality in [0, 1] (higher = better; the `quality` column of dgqa datasets) from a "
+        f"{cfg['crop_size']}px crop; the reported score of an image is the mean over {cfg['test_crops']} seeded crops.",
+        "",
+        "## Training",
+        "",
+        f"- data: `{ds}`" + (f", {train['images']} images" if train.get("images") else ""),
+        f"- distortion domains: {', '.join(map(str, cfg['domains'])) if cfg.get('domains') else 'all'}",
+        f"- backbone: `{cfg['backbone']}` (pretrained: {cfg['pretrained']})"
+        + (f", initialised from `{cfg['init_model']}`" if cfg.get("init_model") else ""),
+        f"- loss {cfg['loss']}, {cfg['optimizer']} lr {cfg['lr_backbone']} backbone / {cfg['lr_head']} head, "
+        f"weight decay {cfg['weight_decay']}, batch {cfg['batch_size']} x {results.get('world_size', 1)} process(es)"
+        f" x {cfg['gradient_accumulation_steps']} accumulation, {cfg['epochs']} epochs, seed {cfg['seed']}, "
+        f"mixed precision {cfg['mixed_precision']}",
+        "",
+        "## Evaluation (last epoch)",
+        "",
+        "SRCC, PLCC, KRCC and RMSE on raw predictions; PLCC (logistic-4) after a 4-parameter logistic fit.",
+        "",
+    ]
+    last = results.get("last_epoch")
+    lines += _table(last["metrics"]) if last else ["No evaluation was run."]
+    best = {k: v for k, v in (results.get("best_epoch") or {}).items() if v}
+    if best:
+        lines += [
+            "",
+            "Best epoch per eval set (optimistic: the epoch is chosen on the test data itself):",
+            "",
+            *_table({k: v["metrics"] for k, v in best.items()}, {k: v["epoch"] for k, v in best.items()}),
+        ]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from dgqa_train.models import load_model",
+        "from dgqa_train.predict import predict_files",
+        "",
+        'model = load_model("path/to/this/folder")  # safetensors + config.json, no download',
+        'scores = predict_files(model, ["photo.jpg"], crops=5)  # quality in [0, 1]',
+        "```",
+        "",
+        "or `dgqa predict --model path/to/this/folder photo.jpg --crops 5`.",
+        "",
+        "`results.json` holds every epoch's metrics and the full training config (`train_config.json`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def push_to_hub(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Upload a trained model folder (weights, config, card, results) to a Hub model repo.
+
+    Returns:
+        The commit URL.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="model",
+        ignore_patterns=HUB_IGNORE,
+        commit_message="Upload dgqa quality regressor",
+    )
+    return str(info)

@@ -1,0 +1,112 @@
+"""Score images with a trained regressor: ``dgqa predict --model DIR IMAGES... | --dataset D``.
+
+The score of an image is the mean over ``crops`` seeded random crops (the same crops the training
+run's evaluation uses for the same seed), clipped to [0, 1]: the ``quality`` scale of dgqa datasets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+from dgqa_train.evaluate import predict_batches
+from dgqa_train.models import IQAModel, load_model
+
+
+def _scores(
+    model: IQAModel, ds: datasets.Dataset, crops: int, seed: int, batch_size: int, workers: int
+) -> np.ndarray:
+    from dgqa_train.train import UInt8Crops, make_loader, norm_tensors
+
+    device = next(model.parameters()).device
+    data = UInt8Crops(ds, model.config.crop_size, crops, train=False, seed=seed)
+    loader = make_loader(data, batch_size, seed, train=False, num_workers=workers)
+    mean, std = norm_tensors(model, device)
+    _, pred, _ = predict_batches(model, loader, mean, std)
+    return np.clip(pred, 0.0, 1.0)
+
+
+def predict_files(
+    model: IQAModel | str | Path,
+    paths: Sequence[str | Path],
+    crops: int = 5,
+    seed: int = 123,
+    batch_size: int = 16,
+    num_workers: int = 0,
+) -> list[float]:
+    """Quality in [0, 1] of each image file, in order.
+
+    Args:
+        model: a regressor or a folder written by training (``load_model``).
+        paths: image files (any format Pillow reads).
+        crops: seeded crops averaged per image.
+        seed: crop seed (training uses ``--seed``, 123 by default).
+        batch_size: images per forward pass.
+        num_workers: DataLoader workers decoding images.
+    """
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"image file(s) not found: {', '.join(missing[:10])}")
+    if not isinstance(model, torch.nn.Module):
+        model = load_model(model)
+    rows = {"image": [{"bytes": None, "path": str(p)} for p in paths], "quality": [float("nan")] * len(paths)}
+    feats = datasets.Features({"image": datasets.Image(decode=False), "quality": datasets.Value("float32")})
+    ds = datasets.Dataset.from_dict(rows, features=feats)
+    return _scores(model, ds, crops, seed, batch_size, num_workers).tolist()
+
+
+def predict_dataset(
+    model: IQAModel | str | Path,
+    spec: str,
+    crops: int = 5,
+    seed: int = 123,
+    batch_size: int = 16,
+    num_workers: int = 0,
+) -> list[tuple[str, float]]:
+    """``(image_id, quality in [0, 1])`` for every row of a dgqa dataset split (``PATH[:SPLIT]``)."""
+    from dgqa_train.data import load_iqa_dataset
+
+    if not isinstance(model, torch.nn.Module):
+        model = load_model(model)
+    ds = load_iqa_dataset(spec)
+    if "quality" not in ds.column_names or any(q is None for q in ds["quality"]):
+        ds = ds.remove_columns([c for c in ("quality",) if c in ds.column_names])
+        ds = ds.add_column("quality", [float("nan")] * len(ds))  # unlabeled target sets score fine
+    scores = _scores(model, ds, crops, seed, batch_size, num_workers)
+    return list(zip(ds["image_id"], scores.tolist()))
+
+
+def run(args: argparse.Namespace) -> None:
+    """``dgqa predict``: one ``image<TAB>quality`` line per image on stdout, optionally a CSV."""
+    if bool(args.images) == bool(args.dataset):
+        raise ValueError("give image files or --dataset (exactly one of them)")
+    if args.crops < 1:
+        raise ValueError(f"--crops must be >= 1, got {args.crops}")
+    model = load_model(args.model)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    kw = {
+        "crops": args.crops,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+    }
+    if args.dataset:
+        rows = predict_dataset(model, args.dataset, **kw)
+    else:
+        rows = list(zip(args.images, predict_files(model, args.images, **kw)))
+    for name, q in rows:
+        sys.stdout.write(f"{name}\t{q:.6f}\n")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image", "quality"])
+            w.writerows((name, f"{q:.6f}") for name, q in rows)

@@ -1,0 +1,592 @@
+"""Train a blind-IQA quality regressor (backbone + Linear(feature_dim, 1)) with Accelerate.
+
+Run as ``accelerate launch dgqa_train/train.py --train_dataset hub/dgqa/kadid10k --eval_datasets
+hub/dgqa/livec:test ...``, as ``dgqa train ...`` or from Python with :func:`train`. Defaults follow
+the SynDR-IQA recipe (see the design notes): ImageNet ResNet-50, L1 on ``quality`` in [0, 1],
+lr 2e-5 backbone / 2e-4 head, weight decay 5e-4, batch 32, 24 epochs, one random 224 crop + flip
+per image per epoch, test = mean over 5 seeded 224 crops, seed 123, last epoch reported.
+
+The output folder is a loadable model (``load_model(output_dir)``) plus ``results.json``,
+``train_config.json``, a model card ``README.md`` and ``checkpoints/`` for resuming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from dgqa_train.config import make_accelerator, parse_config, save_config
+from dgqa_train.data import CropDataset, decode_rgb, load_iqa_dataset, random_crops
+from dgqa_train.evaluate import evaluate_loader, json_safe, to_model_input
+from dgqa_train.metrics import plcc_loss
+from dgqa_train.models import IQAModel, ModelConfig, build_model, load_model, save_model
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("l1", "mse", "plcc")
+OPTIMIZERS = ("adamw", "adam")
+RESULTS_NAME = "results.json"
+TRAIN_CONFIG_NAME = "train_config.json"
+#: Fields that do not change what is trained or measured (left out of the config hash).
+RUN_ONLY_FIELDS = (
+    "output_dir",
+    "resume_from_checkpoint",
+    "overwrite_output_dir",
+    "report_to",
+    "num_workers",
+    "log_every",
+    "save_every_epochs",
+    "push_to_hub",
+    "hub_private",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Regressor training run; every field is a ``--flag`` and a ``--config`` YAML/JSON key."""
+
+    train_dataset: str | None = field(
+        default=None,
+        metadata={"help": "dataset folder or Hub id, optionally PATH:SPLIT (e.g. hub/dgqa/kadid10k)"},
+    )
+    domains: list[str] | None = field(
+        default=None, metadata={"help": "keep only these distortion types (names or ids), e.g. 1 3 10 17"}
+    )
+    streaming: bool = field(
+        default=False, metadata={"help": "stream the training set (Hub) instead of loading it"}
+    )
+    eval_datasets: list[str] = field(
+        default_factory=list, metadata={"help": "datasets evaluated after every epoch, each PATH[:SPLIT]"}
+    )
+    backbone: str = field(
+        default="resnet50",
+        metadata={
+            "help": "tiny-resnet, tiny-vit, resnet50, vit-b16, efficientnet-lite0 or a transformers id/path"
+        },
+    )
+    pretrained: bool = field(default=True, metadata={"help": "start from pretrained (ImageNet) weights"})
+    init_model: str | None = field(
+        default=None, metadata={"help": "start from a model folder written by dgqa (overrides --backbone)"}
+    )
+    loss: str = field(default="l1", metadata={"help": "l1 | mse | plcc (1 - Pearson over the batch)"})
+    optimizer: str = field(
+        default="adamw", metadata={"help": "adamw (decoupled decay) | adam (L2 decay, as the SynDR-IQA code)"}
+    )
+    lr_backbone: float = field(default=2e-5, metadata={"help": "learning rate of the backbone"})
+    lr_head: float = field(default=2e-4, metadata={"help": "learning rate of the regression head"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "weight decay (all parameters)"})
+    epochs: int = field(default=24, metadata={"help": "training epochs; 0 = evaluate only"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "images per process per forward pass"})
+    eval_batch_size: int | None = field(
+        default=None, metadata={"help": "images per eval batch (default batch_size)"}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "forward passes per optimizer step"}
+    )
+    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
+    crop_size: int = field(default=224, metadata={"help": "square crop side (train and test)"})
+    test_crops: int = field(default=5, metadata={"help": "seeded crops averaged per test image"})
+    seed: int = field(default=123, metadata={"help": "seed of init, shuffling and crops"})
+    num_workers: int = field(default=4, metadata={"help": "DataLoader workers per process (decode + crop)"})
+    output_dir: str = field(
+        default="runs/regressor", metadata={"help": "where model, results and checkpoints go"}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "discard checkpoints of an earlier run"}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "a checkpoint folder, or 'latest' (starts fresh when there is none)"}
+    )
+    save_every_epochs: int = field(
+        default=1, metadata={"help": "checkpoint every N epochs (0: only at the end)"}
+    )
+    log_every: int = field(default=50, metadata={"help": "log the running loss every N optimizer steps"})
+    report_to: str = field(
+        default="none", metadata={"help": "trackers: none, tensorboard, wandb, ... (comma list)"}
+    )
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "upload the trained model to this Hub repo id"}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "create the Hub repo as private"})
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("batch_size", "gradient_accumulation_steps", "crop_size", "test_crops"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise ValueError(f"--epochs must be >= 0, got {self.epochs}")
+        if self.epochs > 0 and not self.train_dataset:
+            raise ValueError("--train_dataset is required to train (use --epochs 0 to only evaluate)")
+        if self.epochs == 0 and not self.eval_datasets:
+            raise ValueError("--epochs 0 evaluates only, so it needs --eval_datasets")
+
+
+def config_hash(config: TrainConfig) -> str:
+    """Hash of everything that decides the trained weights and the metrics (not paths or logging)."""
+    data = {k: v for k, v in asdict(config).items() if k not in RUN_ONLY_FIELDS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# Input pipeline: decode + crop in DataLoader workers, uint8 to the device, normalise there
+# --------------------------------------------------------------------------------------------------
+
+
+class UInt8Crops(CropDataset):
+    """:class:`~dgqa_train.data.CropDataset` that returns uint8 crops and takes ``(epoch, index)`` keys.
+
+    The crops are exactly CropDataset's (same generator seeded by ``(seed, epoch, index)``); they are
+    normalised on the device (:func:`to_model_input`), which moves 4x fewer bytes through worker
+    queues and pinned memory. The epoch travels with the key, so persistent workers see new crops
+    every epoch.
+    """
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = np.random.default_rng((self.seed, epoch, index))
+        img = decode_rgb(self.ds[index]["image"])
+        crops = torch.from_numpy(random_crops(img, self.crop_size, self.num_crops, rng, flip=self.train))
+        x = crops.permute(0, 3, 1, 2)
+        dtype = torch.long if self.label == "distortion_type" else torch.float32
+        return {
+            "pixel_values": x[0] if self.num_crops == 1 else x,
+            "labels": torch.tensor(self.labels[index], dtype=dtype),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
+
+
+class StreamCrops(torch.utils.data.IterableDataset):
+    """Streaming counterpart of :class:`UInt8Crops`: crops seeded by ``(seed, epoch, crc32(image_id))``.
+
+    Args:
+        ds: a streaming split from :func:`~dgqa_train.data.load_iqa_dataset`.
+        crop_size: crop side.
+        seed: base seed of the shuffle buffer and the crops.
+        shuffle_buffer: rows held by the shuffle buffer.
+    """
+
+    def __init__(self, ds: Any, crop_size: int, seed: int, shuffle_buffer: int = 1000) -> None:
+        super().__init__()
+        self.ds, self.crop_size, self.seed, self.shuffle_buffer = ds, crop_size, seed, shuffle_buffer
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle and redraw crops for ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        ds = self.ds.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
+        ds.set_epoch(self.epoch)
+        for row in ds:
+            if row["quality"] is None:
+                raise ValueError(f"row {row.get('image_id')!r} has no quality label")
+            key = zlib.crc32(str(row["image_id"]).encode())
+            rng = np.random.default_rng((self.seed, self.epoch, key))
+            crops = random_crops(decode_rgb(row["image"]), self.crop_size, 1, rng, flip=True)
+            yield {
+                "pixel_values": torch.from_numpy(crops[0]).permute(2, 0, 1),
+                "labels": torch.tensor(row["quality"], dtype=torch.float32),
+                "index": torch.tensor(key, dtype=torch.long),
+            }
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` keys; the order is a function of ``(seed, epoch)`` only (resumable).
+
+    Args:
+        n: dataset length.
+        seed: base seed of the shuffle.
+        train: shuffle and follow :meth:`set_epoch`; False gives the fixed order and the fixed crops
+            of epoch 0 however often it is iterated (test crops must not change between evaluations;
+            Accelerate calls ``set_epoch`` on every pass over a prepared loader).
+    """
+
+    def __init__(self, n: int, seed: int, train: bool = True) -> None:
+        self.n, self.seed, self.train, self.epoch = n, seed, train, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order (and crops) of ``epoch`` (training samplers only)."""
+        if self.train:
+            self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        if not self.train:
+            return ((0, i) for i in range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return ((self.epoch, i) for i in torch.randperm(self.n, generator=g).tolist())
+
+
+def make_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    seed: int,
+    train: bool,
+    num_workers: int,
+) -> DataLoader:
+    """A DataLoader over :class:`UInt8Crops` / :class:`StreamCrops` that keeps the device busy.
+
+    Workers decode and crop; ``persistent_workers`` when there are workers (map-style data),
+    ``pin_memory`` on CUDA, a few batches prefetched per worker. ``train`` shuffles per epoch;
+    otherwise rows come in order with the same crops on every pass.
+    """
+    streaming = isinstance(dataset, torch.utils.data.IterableDataset)
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(prefetch_factor=4, persistent_workers=not streaming)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=None if streaming else EpochSampler(len(dataset), seed, train),
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        **kwargs,
+    )
+
+
+def norm_tensors(model: IQAModel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's normalisation as ``(3, 1, 1)`` tensors on ``device``."""
+    mean, std = model.normalization
+    return (
+        torch.tensor(mean, dtype=torch.float32, device=device).view(3, 1, 1),
+        torch.tensor(std, dtype=torch.float32, device=device).view(3, 1, 1),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Model, optimizer, loss, checkpoint state
+# --------------------------------------------------------------------------------------------------
+
+
+def build_regressor(config: TrainConfig) -> IQAModel:
+    """The model to train: ``--init_model`` if given, else backbone + a fresh Linear(feature_dim, 1)."""
+    if config.init_model:
+        model = load_model(config.init_model)
+        if model.task != "regress":
+            raise ValueError(f"--init_model {config.init_model} is a {model.task} model, not a regressor")
+        return model
+    return build_model(
+        ModelConfig(
+            backbone=config.backbone, task="regress", pretrained=config.pretrained, crop_size=config.crop_size
+        )
+    )
+
+
+def build_optimizer(model: IQAModel, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam(W) with two parameter groups: backbone (``lr_backbone``) and head (``lr_head``)."""
+    groups = [
+        {"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": config.lr_backbone},
+        {"params": list(model.head.parameters()), "lr": config.lr_head},
+    ]
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, weight_decay=config.weight_decay)
+
+
+def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training loss in float32."""
+    pred, target = pred.float(), target.float()
+    if name == "l1":
+        return F.l1_loss(pred, target)
+    if name == "mse":
+        return F.mse_loss(pred, target)
+    return plcc_loss(pred, target)
+
+
+@dataclass
+class TrainState:
+    """Progress saved with every checkpoint (model, optimizer and RNG states are saved by Accelerate)."""
+
+    epoch: int = 0  # completed epochs
+    global_step: int = 0  # optimizer steps
+    batches_in_epoch: int = 0  # forward passes already done in an unfinished epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain Python values (history as JSON)."""
+        d = asdict(self)
+        d["history"] = json.dumps(json_safe(self.history))
+        return d
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+        self.history = json.loads(state["history"])
+
+
+def _checkpoint_dir(output_dir: Path, resume: str | None) -> Path | None:
+    if not resume:
+        return None
+    if resume != "latest":
+        path = Path(resume)
+        if not path.is_dir():
+            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
+        return path
+    folders = [
+        p for p in (output_dir / "checkpoints").glob("checkpoint_*") if p.name.split("_")[-1].isdigit()
+    ]
+    return max(folders, key=lambda p: int(p.name.split("_")[-1])) if folders else None
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train (or, with ``epochs=0``, only evaluate) and write the output folder.
+
+    Returns:
+        The ``results.json`` content (see :func:`results_dict`).
+    """
+    out = Path(config.output_dir)
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # `accelerate launch --multi_gpu` on a machine without CUDA: run the processes on CPU (gloo),
+        # as `--cpu` would; without this each process would silently train alone.
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    accelerator = make_accelerator(
+        out, config.mixed_precision, config.gradient_accumulation_steps, config.report_to, config.seed
+    )
+    ckpt = _checkpoint_dir(out, config.resume_from_checkpoint)
+    ckpt_root = out / "checkpoints"
+    if ckpt is None and ckpt_root.is_dir() and any(ckpt_root.iterdir()):
+        if not config.overwrite_output_dir:
+            raise ValueError(
+                f"{ckpt_root} holds checkpoints of an earlier run: pass --resume_from_checkpoint latest "
+                "or --overwrite_output_dir"
+            )
+        if accelerator.is_main_process:
+            shutil.rmtree(ckpt_root)
+        accelerator.wait_for_everyone()
+
+    model = build_regressor(config)
+    mean, std = norm_tensors(model, accelerator.device)
+    eval_bs = config.eval_batch_size or config.batch_size
+    eval_sets = {}
+    for spec in config.eval_datasets:
+        ds = load_iqa_dataset(spec)
+        crops = UInt8Crops(ds, config.crop_size, config.test_crops, train=False, seed=config.seed)
+        eval_sets[spec] = make_loader(crops, eval_bs, config.seed, False, config.num_workers)
+
+    train_info: dict[str, Any] = {"dataset": config.train_dataset, "domains": config.domains, "images": None}
+    train_dl = None
+    if config.epochs > 0:
+        ds = load_iqa_dataset(config.train_dataset, domains=config.domains, streaming=config.streaming)
+        if config.streaming:
+            data = StreamCrops(ds, config.crop_size, config.seed)
+        else:
+            data = UInt8Crops(ds, config.crop_size, 1, train=True, seed=config.seed)
+            train_info["images"] = len(data)
+            if len(data) == 0:
+                raise ValueError(
+                    f"{config.train_dataset}: no training images (domains filter {config.domains})"
+                )
+        train_dl = make_loader(data, config.batch_size, config.seed, True, config.num_workers)
+
+    optimizer = build_optimizer(model, config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if train_dl is not None:
+        train_dl = accelerator.prepare(train_dl)
+    eval_sets = {k: accelerator.prepare(v) for k, v in eval_sets.items()}
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        if ckpt.name.split("_")[-1].isdigit():
+            accelerator.project_configuration.iteration = int(ckpt.name.split("_")[-1]) + 1
+        logger.info("resumed from %s at epoch %d, step %d", ckpt, state.epoch, state.global_step)
+    if config.report_to not in (None, "", "none"):
+        flat = {
+            k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(config).items()
+        }
+        accelerator.init_trackers("dgqa-train", config=flat)
+
+    def run_eval(epoch: int, **extra: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"epoch": epoch, "step": state.global_step, **extra, "eval": {}}
+        for spec, dl in eval_sets.items():
+            entry["eval"][spec] = evaluate_loader(accelerator.unwrap_model(model), dl, accelerator, mean, std)
+            if accelerator.is_main_process:
+                m = entry["eval"][spec]
+                logger.info(
+                    "epoch %d eval %s: SRCC %.4f PLCC %.4f KRCC %.4f RMSE %.4f PLCC(logistic4) %.4f",
+                    epoch, spec, m["srcc"], m["plcc"], m["krcc"], m["rmse"], m["plcc_logistic4"],
+                )  # fmt: skip
+        entry["eval_time_s"] = round(time.perf_counter() - t0, 3)
+        logs = {
+            f"eval/{spec}/{k}": v
+            for spec, m in entry["eval"].items()
+            for k, v in m.items()
+            if k != "warnings"
+        }
+        accelerator.log(
+            {k: v for k, v in logs.items() if isinstance(v, (int, float))}, step=state.global_step
+        )
+        return entry
+
+    if config.epochs == 0:
+        state.history = [run_eval(0, train_loss=None)]
+    done = False
+    while train_dl is not None and state.epoch < config.epochs and not done:
+        epoch = state.epoch
+        t0 = time.perf_counter()
+        train_dl.set_epoch(epoch)
+        if isinstance(train_dl.dataset, StreamCrops):
+            train_dl.dataset.set_epoch(epoch)
+        loader = train_dl
+        if state.batches_in_epoch:
+            loader = accelerator.skip_first_batches(train_dl, state.batches_in_epoch)
+        model.train()
+        loss_sum = torch.zeros((), device=accelerator.device)  # stays on the device: no per-step host sync
+        running = torch.zeros((), device=accelerator.device)
+        batches = images = running_n = 0
+        for batch in loader:
+            with accelerator.accumulate(model):
+                pred = model(to_model_input(batch["pixel_values"], mean, std))
+                loss = loss_fn(config.loss, pred, batch["labels"])
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+            running += loss.detach()
+            batches, images, running_n = batches + 1, images + batch["labels"].shape[0], running_n + 1
+            state.batches_in_epoch += 1
+            if accelerator.sync_gradients:
+                state.global_step += 1
+                if config.log_every and state.global_step % config.log_every == 0:
+                    # the only host sync of the loop, every log_every steps
+                    r = accelerator.reduce(running, "mean").item() / running_n
+                    running.zero_()
+                    running_n = 0
+                    accelerator.log({"train/loss": r}, step=state.global_step)
+                    if accelerator.is_main_process:
+                        logger.info("epoch %d step %d loss %.5f", epoch + 1, state.global_step, r)
+                if config.max_steps and state.global_step >= config.max_steps:
+                    done = True
+                    break
+        totals = torch.stack([loss_sum, loss_sum.new_tensor(batches), loss_sum.new_tensor(images)])
+        loss_total, batches, images = accelerator.reduce(totals, "sum").tolist()
+        partial = done and (config.streaming or state.batches_in_epoch < len(train_dl))
+        if not partial:
+            state.epoch, state.batches_in_epoch = epoch + 1, 0
+        entry = run_eval(
+            epoch + 1,
+            train_loss=loss_total / batches if batches else None,
+            train_images=int(images),
+            train_time_s=round(time.perf_counter() - t0, 3),
+            partial_epoch=partial,
+        )
+        accelerator.log({"train/epoch_loss": entry["train_loss"] or math.nan}, step=state.global_step)
+        state.history.append(entry)
+        last = done or state.epoch >= config.epochs
+        if last or (config.save_every_epochs and state.epoch % config.save_every_epochs == 0):
+            accelerator.save_state()
+        if accelerator.is_main_process and not last:
+            _write_json(
+                out / RESULTS_NAME, results_dict(config, state, accelerator.num_processes, train_info, False)
+            )
+
+    results = results_dict(config, state, accelerator.num_processes, train_info, True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        from dgqa_train.model_card import model_card, push_to_hub
+
+        final = accelerator.unwrap_model(model)
+        final.config.extra["dgqa_train"] = {"train_dataset": config.train_dataset, "domains": config.domains}
+        save_model(final, out)
+        save_config(config, out / TRAIN_CONFIG_NAME)
+        (out / "README.md").write_text(model_card(results))
+        _write_json(out / RESULTS_NAME, results)
+        if config.push_to_hub:
+            push_to_hub(out, config.push_to_hub, private=config.hub_private)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+BEST_NOTE = (
+    "best_epoch picks, per eval dataset, the epoch with the highest SRCC on that same eval set: it is "
+    "selected on the test data and therefore optimistic. Report last_epoch."
+)
+
+
+def results_dict(
+    config: TrainConfig, state: TrainState, world_size: int, train_info: dict[str, Any], finished: bool
+) -> dict[str, Any]:
+    """The ``results.json`` content: last-epoch and best-epoch metrics per eval dataset, history, config."""
+    history = state.history
+    last = history[-1] if history else None
+    best: dict[str, Any] = {}
+    for spec in config.eval_datasets:
+        scored = [h for h in history if _finite(h["eval"].get(spec, {}).get("srcc"))]
+        if scored:
+            h = max(scored, key=lambda h: h["eval"][spec]["srcc"])
+            best[spec] = {"epoch": h["epoch"], "step": h["step"], "metrics": h["eval"][spec]}
+        else:
+            best[spec] = None
+    return json_safe(
+        {
+            "finished": finished,
+            "config_hash": config_hash(config),
+            "world_size": world_size,
+            "train": train_info,
+            "eval_datasets": list(config.eval_datasets),
+            "metrics_note": (
+                "srcc/plcc/krcc/rmse use raw predictions (no mapping); plcc_logistic4/rmse_logistic4 are "
+                "after a 4-parameter logistic fit on the same eval set; predictions = mean over "
+                f"{config.test_crops} seeded {config.crop_size}px crops; scale = quality in [0, 1]"
+            ),
+            "last_epoch": None
+            if last is None
+            else {"epoch": last["epoch"], "step": last["step"], "metrics": last["eval"]},
+            "best_epoch": best,
+            "best_epoch_note": BEST_NOTE,
+            "history": history,
+            "config": asdict(config),
+        }
+    )
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``accelerate launch dgqa_train/train.py`` and ``dgqa train``."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
+    train(parse_config(TrainConfig, argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

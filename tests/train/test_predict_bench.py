@@ -1,0 +1,119 @@
+"""``dgqa predict`` (files, datasets, CSV) and ``dgqa bench`` (grid, skip finished cells, leaderboard)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from dgqa_data.build import build_corpus
+from dgqa_train import cli
+from dgqa_train.bench import Cell, is_finished, make_cells, run_bench
+from dgqa_train.config import parse_config
+from dgqa_train.predict import predict_dataset, predict_files
+from dgqa_train.train import TrainConfig, train
+from tests.fixtures.official import make_kadid10k
+
+TINY = ["--backbone", "tiny-resnet", "--no_pretrained", "--crop_size", "32", "--test_crops", "3",
+        "--batch_size", "4", "--num_workers", "0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kadid(tmp_path_factory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("kadid")
+    make_kadid10k(root / "raw", n_refs=1)
+    build_corpus("kadid10k", root / "raw", root / "ds", progress=False)
+    return root / "raw", str(root / "ds")
+
+
+@pytest.fixture(scope="module")
+def model_dir(kadid, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    argv = [
+        *TINY,
+        "--train_dataset",
+        kadid[1],
+        "--epochs",
+        "1",
+        "--output_dir",
+        str(out),
+        "--eval_datasets",
+        kadid[1],
+    ]
+    train(parse_config(TrainConfig, argv))
+    return out
+
+
+def test_predict_cli_prints_one_line_per_image_and_writes_csv(kadid, model_dir, tmp_path, capsys):
+    raw, _ = kadid
+    images = sorted(str(p) for p in (raw / "images").glob("I01_0*_0[135].png"))
+    assert len(images) == 9
+    out_csv = tmp_path / "scores" / "q.csv"
+    assert (
+        cli.main(["predict", "--model", str(model_dir), *images, "--out", str(out_csv), "--crops", "3"]) == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == images
+    printed = [float(line.split("\t")[1]) for line in lines]
+    assert all(0.0 <= q <= 1.0 for q in printed)
+    with open(out_csv) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == images and [float(r["quality"]) for r in rows] == printed
+
+    # The same images scored from the built dataset (identical bytes, same seeded crops) score the same.
+    by_id = dict(predict_dataset(model_dir, kadid[1], crops=3))
+    assert len(by_id) == 15
+    files = predict_files(model_dir, images, crops=3)
+    assert files == pytest.approx([by_id[Path(p).name] for p in images], abs=1e-12)
+    assert [round(q, 6) for q in files] == printed
+
+
+def test_predict_cli_errors(model_dir, tmp_path, capsys):
+    assert cli.main(["predict", "--model", str(model_dir)]) == 2
+    assert "exactly one" in capsys.readouterr().err
+    assert cli.main(["predict", "--model", str(model_dir), str(tmp_path / "missing.png")]) == 2
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_bench_runs_the_grid_once_and_writes_the_leaderboard(kadid, tmp_path, capsys):
+    ds = kadid[1]
+    out = tmp_path / "bench"
+    extra = [*TINY[2:], "--epochs", "1"]  # backbone comes from the grid
+    first = run_bench(["tiny-resnet", "tiny-vit"], [ds], [ds], 2, out, train_args=extra)
+    assert len(first["ran"]) == 4 and not first["skipped"] and not first["failed"]
+    results = sorted(out.glob("runs/*/*/seed*/results.json"))
+    assert len(results) == 4
+    mtimes = {p: p.stat().st_mtime_ns for p in results}
+
+    rows = list(csv.DictReader((out / "leaderboard.csv").read_text().splitlines()))
+    assert {(r["backbone"], r["train"], r["eval"], r["seeds"]) for r in rows} == {
+        ("tiny-resnet", ds, ds, "2"),
+        ("tiny-vit", ds, ds, "2"),
+    }
+    for r in rows:
+        srccs = []
+        for p in results:
+            data = json.loads(p.read_text())
+            if data["config"]["backbone"] == r["backbone"]:
+                srccs.append(data["last_epoch"]["metrics"][ds]["srcc"])
+        assert float(r["srcc_median"]) == pytest.approx(sum(srccs) / 2)
+        assert float(r["srcc_min"]) == pytest.approx(min(srccs)) and float(r["srcc_max"]) == pytest.approx(
+            max(srccs)
+        )
+    md = (out / "leaderboard.md").read_text()
+    assert md.count("| tiny-") == 2 and "SRCC" in md
+    assert (out / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Second run through the CLI: every cell is finished with the same config hash -> nothing retrains.
+    argv = ["bench", "--backbones", "tiny-resnet,tiny-vit", "--train", ds, "--eval", ds, "--seeds", "2"]
+    argv += ["--out", str(out), "--train-args", " ".join(TINY[2:]), "--epochs", "1"]
+    assert cli.main(argv) == 0
+    assert "ran 0, skipped 4, failed 0" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in results} == mtimes
+
+    # A changed recipe is a different cell: not finished.
+    (cell,) = make_cells(["tiny-resnet"], [ds], [ds], [123], out, [*extra, "--lr_head", "1e-3"])
+    assert not is_finished(cell)
+    assert is_finished(Cell(cell.backbone, cell.train, cell.seed, cell.output_dir, cell.argv[:-2]))
