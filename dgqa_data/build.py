@@ -9,7 +9,7 @@ import io
 import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -124,10 +124,12 @@ def build_corpus(
         read = partial(_read, full=verify == "full")
         paths = (str(it.path) for it in ahead)
         if num_proc > 1:
-            pool = ProcessPoolExecutor(num_proc)
+            pool: Executor = ProcessPoolExecutor(num_proc)
             results = _bounded_map(pool, read, paths, num_proc)
         else:
-            pool, results = None, map(read, paths)
+            # one process; two threads read ahead so that disk waits overlap the parquet writes
+            pool = ThreadPoolExecutor(2)
+            results = _bounded_map(pool, read, paths, 2)
         try:
             bar = tqdm(
                 zip(items, results), total=num_items, desc=f"build {corpus.name}", disable=not progress
@@ -145,8 +147,7 @@ def build_corpus(
                     row["image"] = {"bytes": data, "path": row["image_id"]}
                 writer.add(row, item.split, item.config)
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            pool.shutdown(cancel_futures=True)
         counts = dict(writer.counts)
         card = corpus_card(corpus, writer.parts(), counts, skipped, type_counts, index_only)
         extra = {"skipped.csv": skipped_csv(skipped)} if skipped else {}
@@ -182,7 +183,7 @@ def _read_chunk(read: Callable, paths: list[str]) -> list[tuple[bytes | None, st
 
 
 def _bounded_map(
-    pool: ProcessPoolExecutor, read: Callable, paths: Iterator[str], num_proc: int, chunk: int = 16
+    pool: Executor, read: Callable, paths: Iterator[str], num_proc: int, chunk: int = 16
 ) -> Iterator[tuple[bytes | None, str | None]]:
     """``map(read, paths)`` on ``pool``, in order, with at most ``4 * num_proc`` chunks in flight.
 

