@@ -248,21 +248,18 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader over :class:`UInt8Crops` / :class:`StreamCrops` that keeps the device busy.
 
-    Workers decode and crop; ``persistent_workers`` when there are workers (map-style data),
-    ``pin_memory`` on CUDA, a few batches prefetched per worker. ``train`` shuffles per epoch;
-    otherwise rows come in order with the same crops on every pass.
+    Workers decode and crop; batches stay uint8 (4x less shared memory and host-to-device traffic
+    than float32); ``persistent_workers`` when there are workers (map-style data), ``pin_memory`` on
+    CUDA. ``train`` shuffles per epoch; otherwise rows come in order with the same crops every pass.
     """
     streaming = isinstance(dataset, torch.utils.data.IterableDataset)
-    kwargs: dict[str, Any] = {}
-    if num_workers > 0:
-        kwargs.update(prefetch_factor=4, persistent_workers=not streaming)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=None if streaming else EpochSampler(len(dataset), seed, train),
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
-        **kwargs,
+        persistent_workers=num_workers > 0 and not streaming,
     )
 
 
