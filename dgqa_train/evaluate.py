@@ -31,11 +31,11 @@ METRIC_LABELS: dict[str, str] = {
 def to_model_input(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 ``(..., 3, S, S)`` crops -> normalised float32 (the arithmetic of CropDataset).
 
-    4-D batches come back channels-last: fast convolutions, and one memory layout for every batch, so
-    kernels (which are chosen by shape and layout) do not depend on how the batch was assembled.
+    The result is always contiguous (NCHW): one memory layout for every batch, so kernels (chosen by
+    shape and layout) do not depend on how a batch was assembled (crops arrive as permuted HWC views),
+    and gradients match the parameters' layout (no DDP bucket copies).
     """
-    x = (x.float().div_(255) - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+    return ((x.float().div_(255) - mean) / std).contiguous()
 
 
 def predict_batches(

@@ -25,16 +25,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Sampler
+if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    # Run as a script path (accelerate launch dgqa_train/train.py): this folder is sys.path[0], and its
+    # data.py / evaluate.py / config.py would shadow the installed packages of those names.
+    sys.path.pop(0)
 
-from dgqa_train.config import make_accelerator, parse_config, save_config
-from dgqa_train.data import CropDataset, decode_rgb, load_iqa_dataset, random_crops
-from dgqa_train.evaluate import evaluate_loader, json_safe, to_model_input
-from dgqa_train.metrics import plcc_loss
-from dgqa_train.models import IQAModel, ModelConfig, build_model, load_model, save_model
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.data import DataLoader, Sampler  # noqa: E402
+
+from dgqa_train.config import make_accelerator, parse_config, save_config  # noqa: E402
+from dgqa_train.data import CropDataset, decode_rgb, load_iqa_dataset, random_crops  # noqa: E402
+from dgqa_train.evaluate import METRIC_LABELS, evaluate_loader, json_safe, to_model_input  # noqa: E402
+from dgqa_train.metrics import plcc_loss  # noqa: E402
+from dgqa_train.models import IQAModel, ModelConfig, build_model, load_model, save_model  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -560,6 +565,7 @@ def results_dict(
             else {"epoch": last["epoch"], "step": last["step"], "metrics": last["eval"]},
             "best_epoch": best,
             "best_epoch_note": BEST_NOTE,
+            "metric_labels": METRIC_LABELS,
             "history": history,
             "config": asdict(config),
         }

@@ -117,3 +117,32 @@ def test_bench_runs_the_grid_once_and_writes_the_leaderboard(kadid, tmp_path, ca
     (cell,) = make_cells(["tiny-resnet"], [ds], [ds], [123], out, [*extra, "--lr_head", "1e-3"])
     assert not is_finished(cell)
     assert is_finished(Cell(cell.backbone, cell.train, cell.seed, cell.output_dir, cell.argv[:-2]))
+
+
+def test_push_to_hub_uploads_the_model_folder_without_checkpoints(model_dir, monkeypatch):
+    import huggingface_hub
+
+    from dgqa_train.model_card import push_to_hub
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("init", token))
+
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create_repo", repo_id, kw))
+
+        def upload_folder(self, **kw):
+            calls.append(("upload_folder", kw))
+            return "https://huggingface.co/me/model/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert push_to_hub(model_dir, "me/model", private=True).endswith("abc")
+    (_, repo_id, create_kw), (_, upload) = calls[1], calls[2]
+    assert repo_id == "me/model" and create_kw == {"repo_type": "model", "private": True, "exist_ok": True}
+    assert upload["folder_path"] == str(model_dir) and upload["repo_id"] == "me/model"
+    assert "checkpoints/*" in upload["ignore_patterns"]
+    assert {"model.safetensors", "config.json", "README.md", "results.json"} <= {
+        p.name for p in model_dir.iterdir()
+    }
