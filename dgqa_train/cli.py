@@ -8,6 +8,7 @@ import sys
 from dgqa_data import __version__
 from dgqa_data import commands as data_commands
 from dgqa_data.corpora.base import CorpusError
+from dgqa_train import commands as train_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,17 +18,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dgqa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.register(sub)
+    train_commands.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        rc = args.func(args)
     except (CorpusError, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"dgqa {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":
