@@ -10,12 +10,18 @@ seed). Multi-process runs gather exactly (no padded duplicates, no dropped image
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    # Run as a script path (accelerate launch dgqa_train/<this>.py): this folder is sys.path[0], and its
+    # data.py / evaluate.py / config.py would shadow the installed packages of those names.
+    sys.path.pop(0)
+
 import argparse
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
