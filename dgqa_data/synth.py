@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -170,7 +169,9 @@ def _encode(arr: np.ndarray, encoding: str) -> bytes:
 
 
 def _stem(ref_id: str) -> str:
-    return re.sub(r"\.[^./]+$", "", ref_id)
+    """Name stem as the official KADIS script cuts it: everything before the first dot."""
+    parent, _, name = ref_id.rpartition("/")
+    return f"{parent}/{name.split('.')[0]}" if parent else name.split(".")[0]
 
 
 def synth_features() -> datasets.Features:

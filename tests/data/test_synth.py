@@ -1,0 +1,129 @@
+"""dgqa synth: plans, labels, determinism across processes and shards, resume, KADIS file output."""
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+
+from dgqa_data.build import build_corpus
+from dgqa_data.synth import find_references, synthesize
+from dgqa_train.cli import main as cli
+from tests.fixtures.kadis700k import make_kadis700k
+from tests.fixtures.official import encode, reference_crops
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("refs")
+    for i, crop in enumerate(reference_crops(size=(64, 48))[:4]):
+        (folder / f"photo{i}.png").write_bytes(encode(crop, "PNG"))
+    return folder
+
+
+def load(out: Path) -> datasets.Dataset:
+    return datasets.load_dataset(str(out), split="train")
+
+
+def test_full_plan_rows_and_labels(refs, tmp_path):
+    out = synthesize(refs, tmp_path / "s", plan="full", types=[1, 10, 23], levels=[1, 5], progress=False)
+    ds = load(out)
+    assert len(ds) == 4 * (1 + 3 * 2)
+    assert ds.features["distortion_type"].names[23] == "color_block"
+    rows = ds.remove_columns("image").to_list()
+    pristine = [r for r in rows if r["distortion_type"] == 0]
+    assert [r["image_id"] for r in pristine] == ["photo0.png", "photo1.png", "photo2.png", "photo3.png"]
+    r = next(r for r in rows if r["image_id"] == "photo1_23_05.png")
+    assert (r["reference_id"], r["distortion_level"], r["domain"], r["mos"]) == (
+        "photo1.png",
+        5,
+        "color_block",
+        None,
+    )
+    draws = json.loads(r["draws"])
+    assert len(draws["blocks"]) == 10  # level 5 of color block draws 10 blocks
+    assert ds[0]["image"].size == (64, 48)
+    card = (out / "README.md").read_text()
+    assert "| 23 | color_block |" in card and "substitute" in card  # registry table, 06/15 flagged
+
+
+def test_random_plan_is_seeded(refs, tmp_path):
+    a = synthesize(
+        refs, tmp_path / "a", plan="random", types_per_reference=2, levels=[3], seed=7, progress=False
+    )
+    b = synthesize(
+        refs, tmp_path / "b", plan="random", types_per_reference=2, levels=[3], seed=8, progress=False
+    )
+    types = lambda out: [(r["reference_id"], r["distortion_type"]) for r in load(out).remove_columns("image")]  # noqa: E731
+    ta = types(a)
+    assert len(ta) == 4 * (1 + 2)
+    per_ref = {ref: sorted(t for rr, t in ta if rr == ref and t) for ref, _ in ta}
+    assert all(len(v) == 2 for v in per_ref.values())
+    assert ta != types(b)
+
+
+def test_byte_identical_whatever_the_process_count(refs, tmp_path):
+    kw = {
+        "plan": "full",
+        "types": [3, 11, 19, 20],
+        "levels": [2, 4],
+        "refs_per_shard": 1,
+        "seed": 3,
+        "progress": False,
+    }
+    one = synthesize(refs, tmp_path / "one", **kw)
+    two = synthesize(refs, tmp_path / "two", num_proc=2, **kw)
+    # the same work split for a scheduler: 3 jobs, the last finalises
+    for i in range(3):
+        done = synthesize(refs, tmp_path / "sched", num_shards=3, shard_index=i, **kw)
+        assert (done is None) == (i < 2)
+    files = sorted(p.name for p in (one / "data").iterdir())
+    assert len(files) == 4 and files[0] == "train-00000-of-00004.parquet"
+    for name in files:
+        data = (one / "data" / name).read_bytes()
+        assert data == (two / "data" / name).read_bytes() == (tmp_path / "sched" / "data" / name).read_bytes()
+
+
+def test_resume_skips_finished_shards_and_checks_the_plan(refs, tmp_path):
+    kw = {"plan": "full", "types": [1], "levels": [1], "refs_per_shard": 2, "progress": False}
+    assert synthesize(refs, tmp_path / "r", num_shards=2, shard_index=0, **kw) is None
+    partial = tmp_path / ".r.partial"
+    first = partial / "data" / "train-00000-of-00002.parquet"
+    stamp = first.stat().st_mtime_ns
+    with pytest.raises(ValueError, match="different plan"):
+        synthesize(refs, tmp_path / "r", plan="full", types=[2], levels=[1], refs_per_shard=2, progress=False)
+    out = synthesize(refs, tmp_path / "r", **kw)  # a plain rerun: resumes, does shard 1 only
+    assert out == tmp_path / "r" and not partial.exists()
+    assert (out / "data" / "train-00000-of-00002.parquet").stat().st_mtime_ns == stamp
+    assert len(load(out)) == 4 * 2
+    with pytest.raises(FileExistsError):
+        synthesize(refs, tmp_path / "r", **kw)
+
+
+def test_kadis_plan_reads_the_official_csv_and_round_trips_through_the_builder(tmp_path):
+    root = make_kadis700k(tmp_path / "kadis700k", generate=False)
+    refs = find_references(root)
+    assert [r.csv_type for r in refs] == [1, 8, 10, 7]  # the "7,8" row is type 8
+    out = tmp_path / "generated"
+    cli(["synth", "--source", str(root), "--out", str(out), "--plan", "kadis", "--format", "kadis-files"])
+    names = sorted(p.name for p in (out / "dist_imgs").iterdir())
+    assert len(names) == 4 * 5
+    assert "astronaut-crop-2_08_03.bmp" in names and "coffee_10_05.bmp" in names  # official stem rule
+    report = build_corpus("kadis700k", out, tmp_path / "hub" / "kadis700k", progress=False)
+    ds = datasets.load_dataset(str(tmp_path / "hub" / "kadis700k"), split="train").remove_columns("image")
+    assert report.num_rows == len(ds) == 4 + 20
+    types = sorted({r["distortion_type"] for r in ds})
+    assert types == [0, 1, 7, 8, 10]
+
+
+def test_bad_arguments_are_clear(refs, tmp_path):
+    with pytest.raises(ValueError, match="unknown plan"):
+        synthesize(refs, tmp_path / "x", plan="all")
+    with pytest.raises(ValueError, match="types must be in 1..25"):
+        synthesize(refs, tmp_path / "x", types=[26])
+    with pytest.raises(ValueError, match="shard-index 3"):
+        synthesize(refs, tmp_path / "x", num_shards=2, shard_index=3)
+    from dgqa_data.corpora.base import CorpusError
+
+    with pytest.raises(CorpusError, match="no pristine images"):
+        synthesize(tmp_path, tmp_path / "x")
