@@ -92,6 +92,7 @@ class SynthPlan:
     refs_per_shard: int = 32
     corpus: str = "synthetic"
     limit: int | None = None
+    pseudo_mos: bool = False
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -201,7 +202,7 @@ def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan):
                 seed = seed_for(ref.ref_id, tid, level, plan.seed)
                 img, draws = distort_with_draws(pristine, tid, level, seed)
                 name = f"{stem}_{tid:02d}_{level:02d}.{ext}"
-            yield ref, tid, level, seed, draws, name, img
+            yield ref, tid, level, seed, draws, name, img, pristine
 
 
 def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: Path, num_shards: int) -> int:
@@ -211,15 +212,20 @@ def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: P
         return 0
     features = synth_features()
     rows = []
-    for ref, tid, level, seed, draws, name, img in _shard_rows(shard, refs, plan):
+    for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan):
+        mos = None
+        if plan.pseudo_mos:
+            from dgqa_data.camera import pseudo_mos
+
+            mos = pseudo_mos(img, pristine)
         rows.append(
             {
                 "image": {"bytes": _encode(img, plan.encoding), "path": name},
                 "image_id": name,
                 "reference_id": ref.ref_id,
-                "mos": None,
+                "mos": mos,
                 "mos_std": None,
-                "quality": None,
+                "quality": None if mos is None else (mos - 1) / 4,
                 "distortion_type": tid,
                 "distortion_level": level,
                 "domain": domain_of(tid),
@@ -246,7 +252,7 @@ def _write_shard_files(
     if marker.exists():
         return 0
     n = 0
-    for _ref, tid, _level, _seed, _draws, name, img in _shard_rows(shard, refs, plan):
+    for _ref, tid, _level, _seed, _draws, name, img, _pristine in _shard_rows(shard, refs, plan):
         if tid == 0:
             continue
         dest = work / "dist_imgs" / name
@@ -277,6 +283,7 @@ def synthesize(
     shard_index: int | None = None,
     limit: int | None = None,
     corpus: str = "synthetic",
+    pseudo_mos: bool = False,
     progress: bool = True,
 ) -> Path | None:
     """Generate a KADIS-style synthetic dataset.
@@ -298,6 +305,8 @@ def synthesize(
             (defaults: ``WORLD_SIZE`` / ``RANK`` under ``accelerate launch`` or torchrun, else all).
         limit: use only the first ``limit`` references.
         corpus: value of the ``corpus`` column.
+        pseudo_mos: label every image with MS-SSIM against its reference mapped to 1-5
+            (:func:`dgqa_data.camera.pseudo_mos`; references are always generated first).
         progress: show a progress bar.
 
     Returns:
@@ -327,6 +336,7 @@ def synthesize(
         refs_per_shard=refs_per_shard,
         corpus=corpus,
         limit=limit,
+        pseudo_mos=pseudo_mos,
     )
     out = Path(out)
     if out.exists():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
@@ -54,7 +56,14 @@ def make_accelerator(
     report_to: str | None = None,
     seed: int = 0,
 ) -> Accelerator:
-    """The one place an :class:`~accelerate.Accelerator` is built (devices, precision, trackers)."""
+    """The one place an :class:`~accelerate.Accelerator` is built (devices, precision, trackers).
+
+    A multi-process launch on a machine without CUDA becomes a real gloo run on CPU.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # `accelerate launch --multi_gpu` without CUDA would start independent single-process runs;
+        # Accelerate picks its CPU (gloo) backend only when told the run is on CPU.
+        os.environ["ACCELERATE_USE_CPU"] = "true"
     report = None if report_to in (None, "", "none") else report_to.split(",")
     accelerator = Accelerator(
         mixed_precision=mixed_precision,

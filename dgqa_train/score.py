@@ -34,7 +34,6 @@ from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 from dgqa_train.config import make_accelerator
 from dgqa_train.data import CropDataset, load_iqa_dataset
 from dgqa_train.models import WEIGHTS_NAME, IQAModel, load_model, load_official_dgqa_checkpoint
-from dgqa_train.train_classifier import use_gloo_on_cpu
 
 SCORES_FILE = "scores.parquet"
 SCORES_META = "scores.json"
@@ -156,7 +155,6 @@ def score(
     Returns:
         The scores (on every process).
     """
-    use_gloo_on_cpu()
     out = Path(out)
     accelerator = make_accelerator(out, mixed_precision=mixed_precision, seed=seed)
     model, identity = load_classifier(classifier)

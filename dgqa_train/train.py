@@ -364,10 +364,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
         The ``results.json`` content (see :func:`results_dict`).
     """
     out = Path(config.output_dir)
-    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # `accelerate launch --multi_gpu` on a machine without CUDA: run the processes on CPU (gloo),
-        # as `--cpu` would; without this each process would silently train alone.
-        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     accelerator = make_accelerator(
         out, config.mixed_precision, config.gradient_accumulation_steps, config.report_to, config.seed
     )

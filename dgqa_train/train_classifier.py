@@ -23,7 +23,6 @@ if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).reso
 
 import json
 import math
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -101,16 +100,6 @@ class EpochPermutationSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self):
         return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist())
-
-
-def use_gloo_on_cpu() -> None:
-    """Make a multi-process launch on a machine without GPUs a real gloo run.
-
-    ``accelerate launch --multi_gpu`` on a CPU-only machine otherwise starts independent
-    single-process runs (Accelerate only picks its CPU backend when told the run is on CPU).
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
 class FixedCropDataset(CropDataset):
@@ -207,7 +196,6 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
     Returns:
         The contents of ``metrics.json`` (``epochs``: per-epoch records, ``global_step``, ...).
     """
-    use_gloo_on_cpu()
     out = Path(config.output_dir)
     accelerator = make_accelerator(
         out,

@@ -127,3 +127,23 @@ def test_bad_arguments_are_clear(refs, tmp_path):
 
     with pytest.raises(CorpusError, match="no pristine images"):
         synthesize(tmp_path, tmp_path / "x")
+
+
+def test_pseudo_mos_labels_fall_with_level(refs, tmp_path):
+    out = synthesize(
+        refs,
+        tmp_path / "p",
+        plan="full",
+        types=[1],
+        levels=[1, 5],
+        include_pristine=False,
+        pseudo_mos=True,
+        progress=False,
+    )
+    rows = load(out).remove_columns("image").to_list()
+    assert len(rows) == 4 * 2
+    by_level = {lv: [r["mos"] for r in rows if r["distortion_level"] == lv] for lv in (1, 5)}
+    assert all(4.9 < m <= 5.0 for m in by_level[1])  # sigma 0.1 blur is near identity
+    assert all(m < 4.5 for m in by_level[5])  # sigma 5 blur is heavy
+    assert all(r["quality"] == pytest.approx((r["mos"] - 1) / 4) for r in rows)
+    assert "pseudo-MOS" in (out / "README.md").read_text()
