@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ def build_corpus(
         read = partial(_read, full=verify == "full")
         paths = (str(it.path) for it in ahead)
         if num_proc > 1:
-            pool: Executor = ProcessPoolExecutor(num_proc)
+            pool: Executor = ProcessPoolExecutor(num_proc, mp_context=get_context("spawn"))
             results = _bounded_map(pool, read, paths, num_proc)
         else:
             # one process; two threads read ahead so that disk waits overlap the parquet writes

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import datasets
@@ -356,7 +357,9 @@ def synthesize(
     bar = tqdm(total=len(mine), desc=f"synth shards {shard_index + 1}/{num_shards}", disable=not progress)
     if num_proc > 1:
         args = (writer, refs, cfg, work, total_shards)
-        with ProcessPoolExecutor(num_proc, initializer=_init_worker, initargs=args) as pool:
+        with ProcessPoolExecutor(
+            num_proc, mp_context=get_context("spawn"), initializer=_init_worker, initargs=args
+        ) as pool:
             for _ in pool.map(_worker_shard, mine):
                 bar.update()
     else:

@@ -143,7 +143,9 @@ def test_pseudo_mos_labels_fall_with_level(refs, tmp_path):
     rows = load(out).remove_columns("image").to_list()
     assert len(rows) == 4 * 2
     by_level = {lv: [r["mos"] for r in rows if r["distortion_level"] == lv] for lv in (1, 5)}
-    assert all(4.9 < m <= 5.0 for m in by_level[1])  # sigma 0.1 blur is near identity
-    assert all(m < 4.5 for m in by_level[5])  # sigma 5 blur is heavy
+    # sigma 0.1 blur is near identity (only the min-max wrapper changes the image); sigma 5 is heavy
+    assert all(4.5 < m <= 5.0 for m in by_level[1])
+    assert all(m < 3.5 for m in by_level[5])
+    assert all(a - b > 1.5 for a, b in zip(by_level[1], by_level[5]))
     assert all(r["quality"] == pytest.approx((r["mos"] - 1) / 4) for r in rows)
     assert "pseudo-MOS" in (out / "README.md").read_text()
