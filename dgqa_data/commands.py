@@ -79,7 +79,13 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-index", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N references")
     p.add_argument("--corpus", default="synthetic", help="value of the corpus column")
-    p.add_argument("--pseudo-mos", action="store_true", help="label images with MS-SSIM pseudo-MOS (1-5)")
+    p.add_argument(
+        "--labels",
+        choices=["none", "severity", "ms-ssim"],
+        default="none",
+        help="quality labels (mos, 1-5): none (as KADIS-700k), severity (from the applied type and level, "
+        "the scale of dgqa_data.severity) or ms-ssim (full-reference pseudo-MOS); default none",
+    )
     p.set_defaults(func=run_synth)
 
 
@@ -106,7 +112,7 @@ def run_synth(args: argparse.Namespace) -> None:
         shard_index=args.shard_index,
         limit=args.limit,
         corpus=args.corpus,
-        pseudo_mos=args.pseudo_mos,
+        labels=args.labels,
     )
     print(f"wrote {out}" if out else "shard(s) done; the dataset is finalised when every shard has run")
 

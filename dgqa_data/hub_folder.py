@@ -55,6 +55,35 @@ def data_glob(config: str, split: str) -> str:
     return f"{prefix}/{split}-*"
 
 
+def dataset_info_yaml(
+    features: datasets.Features,
+    sizes: dict[tuple[str, str], tuple[int, int]],
+    download: dict[tuple[str, str], int],
+) -> list[dict[str, Any]]:
+    """The card's ``dataset_info`` entries, one per config.
+
+    Args:
+        features: the features of every config.
+        sizes: ``{(config, split): (num_examples, num_bytes)}``.
+        download: ``{(config, split): bytes of its parquet files}``.
+    """
+    infos = []
+    for config in dict.fromkeys(c for c, _ in sizes):
+        keys = [k for k in sizes if k[0] == config]
+        splits = datasets.SplitDict()
+        for key in keys:
+            splits.add(datasets.SplitInfo(name=key[1], num_bytes=sizes[key][1], num_examples=sizes[key][0]))
+        info = datasets.DatasetInfo(
+            features=features,
+            config_name=config,
+            splits=splits,
+            download_size=sum(download[k] for k in keys),
+            dataset_size=sum(sizes[k][1] for k in keys),
+        )
+        infos.append(info._to_yaml_dict())
+    return infos
+
+
 class HubFolderWriter:
     """Write rows of one or more (config, split) parts into a Hub-layout folder, atomically.
 
@@ -177,25 +206,9 @@ class HubFolderWriter:
         ``dataset_info`` only, so without these sizes two builds in folders of the same name (or a
         rebuild in place) would load each other's cached rows.
         """
-        infos = []
-        for config in dict.fromkeys(c for c, _ in self.counts):
-            keys = [k for k in self.counts if k[0] == config]
-            splits = datasets.SplitDict()
-            for key in keys:
-                splits.add(
-                    datasets.SplitInfo(
-                        name=key[1], num_bytes=self._part_bytes[key], num_examples=self.counts[key]
-                    )
-                )
-            info = datasets.DatasetInfo(
-                features=self.features,
-                config_name=config,
-                splits=splits,
-                download_size=sum(f.stat().st_size for k in keys for f in self._final_files(k)),
-                dataset_size=sum(self._part_bytes[k] for k in keys),
-            )
-            infos.append(info._to_yaml_dict())
-        return infos
+        sizes = {k: (self.counts[k], self._part_bytes[k]) for k in self.counts}
+        download = {k: sum(f.stat().st_size for f in self._final_files(k)) for k in self.counts}
+        return dataset_info_yaml(self.features, sizes, download)
 
     def _final_files(self, key: tuple[str, str]) -> list[Path]:
         n = len(self._shard_files[key])

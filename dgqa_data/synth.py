@@ -35,6 +35,7 @@ from dgqa_data.corpora.base import CorpusError
 from dgqa_data.schema import base_features, domain_of
 
 PLANS = ("kadis", "full", "random")
+LABELS = ("none", "severity", "ms-ssim")
 ENCODINGS = ("png", "bmp")
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 KADIS_CSV = "kadis700k_ref_imgs.csv"
@@ -93,7 +94,7 @@ class SynthPlan:
     refs_per_shard: int = 32
     corpus: str = "synthetic"
     limit: int | None = None
-    pseudo_mos: bool = False
+    labels: str = "none"
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -206,6 +207,19 @@ def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan):
             yield ref, tid, level, seed, draws, name, img, pristine
 
 
+def _label(labels: str, tid: int, level: int, img: np.ndarray, pristine: np.ndarray) -> float | None:
+    """``mos`` (1-5) of one image under the plan's labelling, or None."""
+    if labels == "severity":
+        from dgqa_data.severity import quality_to_mos, synthetic_quality
+
+        return quality_to_mos(synthetic_quality(tid, level))
+    if labels == "ms-ssim":
+        from dgqa_data.camera import pseudo_mos
+
+        return pseudo_mos(img, pristine)
+    return None
+
+
 def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: Path, num_shards: int) -> int:
     """Generate one shard into ``work`` (atomically); returns the rows written."""
     final = work / "data" / f"train-{shard:05d}-of-{num_shards:05d}.parquet"
@@ -214,11 +228,7 @@ def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: P
     features = synth_features()
     rows = []
     for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan):
-        mos = None
-        if plan.pseudo_mos:
-            from dgqa_data.camera import pseudo_mos
-
-            mos = pseudo_mos(img, pristine)
+        mos = _label(plan.labels, tid, level, img, pristine)
         rows.append(
             {
                 "image": {"bytes": _encode(img, plan.encoding), "path": name},
@@ -284,7 +294,7 @@ def synthesize(
     shard_index: int | None = None,
     limit: int | None = None,
     corpus: str = "synthetic",
-    pseudo_mos: bool = False,
+    labels: str = "none",
     progress: bool = True,
 ) -> Path | None:
     """Generate a KADIS-style synthetic dataset.
@@ -306,8 +316,10 @@ def synthesize(
             (defaults: ``WORLD_SIZE`` / ``RANK`` under ``accelerate launch`` or torchrun, else all).
         limit: use only the first ``limit`` references.
         corpus: value of the ``corpus`` column.
-        pseudo_mos: label every image with MS-SSIM against its reference mapped to 1-5
-            (:func:`dgqa_data.camera.pseudo_mos`; references are always generated first).
+        labels: ``none`` (no scores, as KADIS-700k), ``severity`` (``mos`` from the applied type and
+            level, :func:`dgqa_data.severity.synthetic_quality`: one scale with simulated camera
+            captures) or ``ms-ssim`` (MS-SSIM against the reference mapped to 1-5,
+            :func:`dgqa_data.camera.pseudo_mos`).
         progress: show a progress bar.
 
     Returns:
@@ -317,6 +329,8 @@ def synthesize(
         raise ValueError(f"unknown plan {plan!r}; choose one of {', '.join(PLANS)}")
     if fmt not in ("dataset", "kadis-files"):
         raise ValueError(f"unknown format {fmt!r}; choose dataset or kadis-files")
+    if labels not in LABELS:
+        raise ValueError(f"unknown labels {labels!r}; choose one of {', '.join(LABELS)}")
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     bad_types = [t for t in (types or []) if not 1 <= int(t) <= 25]
@@ -337,7 +351,7 @@ def synthesize(
         refs_per_shard=refs_per_shard,
         corpus=corpus,
         limit=limit,
-        pseudo_mos=pseudo_mos,
+        labels=labels,
     )
     out = Path(out)
     if out.exists():
@@ -424,7 +438,7 @@ def _finalize(
     if fmt == "kadis-files":
         _write_kadis_csv(work, refs, cfg)
     else:
-        (work / "README.md").write_text(synth_card(cfg, counts, len(refs)), encoding="utf-8")
+        (work / "README.md").write_text(synth_card(cfg, counts, len(refs), work), encoding="utf-8")
     os.rmdir(work / ".finalizing")
     shutil.rmtree(work / ".done", ignore_errors=True)
     work.rename(out)
@@ -448,9 +462,15 @@ def _write_kadis_csv(work: Path, refs: Sequence[Reference], cfg: SynthPlan) -> N
             Image.fromarray(ref.load()).save(dest.with_suffix(".png"))
 
 
-def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int) -> str:
-    """README.md of a synthetic dataset: plan, counts per type, the distortion registry."""
+def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path) -> str:
+    """README.md of a synthetic dataset: plan, counts per type, the distortion registry.
+
+    The front matter carries ``dataset_info`` (row count and parquet bytes): ``datasets`` keys its
+    cache of a local folder on the folder name and the card's configs and dataset_info only, so
+    without it two synth outputs in folders of the same name would load each other's rows.
+    """
     from dgqa_data.distortions import DISTORTIONS
+    from dgqa_data.hub_folder import dataset_info_yaml
 
     num_rows = sum(counts.values())
     meta = card_metadata(
@@ -460,6 +480,11 @@ def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int) -> str:
         num_rows=num_rows,
         tags=["synthetic", "kadis700k"],
         extra={"dgqa": {"plan": asdict(cfg)}},
+    )
+    files = sorted((work / "data").glob("train-*.parquet"))
+    size = sum(f.stat().st_size for f in files)
+    meta["dataset_info"] = dataset_info_yaml(
+        synth_features(), {("default", "train"): (num_rows, size)}, {("default", "train"): size}
     )
     specs = [
         {

@@ -164,9 +164,29 @@ def register_regressor(sub: argparse._SubParsersAction) -> None:
     add_bench(sub)
 
 
+def add_probe(sub: argparse._SubParsersAction) -> None:
+    """``dgqa probe --train D [D ...] --eval E --out DIR``."""
+    from dgqa_train import probe
+
+    p = sub.add_parser("probe", help="linear probe: frozen backbone features + ridge/MLP head per training set")
+    probe.add_arguments(p)
+    p.set_defaults(func=lambda args: probe.run(args) and None)
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    """``dgqa demo [--out DIR] [--fast] [--seeds N] [--backbone NAME] [--num-proc N]``."""
+    from dgqa_train import demo
+
+    p = sub.add_parser("demo", help="the whole DGQA method on photos shipped with scikit-image, with a report")
+    demo.add_arguments(p)
+    p.set_defaults(func=lambda args: demo.run(args) and None)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the dgqa_train verbs to the ``dgqa`` parser."""
+    add_demo(sub)
     add_train_classifier(sub)
     add_score(sub)
     add_select(sub)
     register_regressor(sub)
+    add_probe(sub)

@@ -86,6 +86,18 @@ def random_crops(
     return out
 
 
+def center_crop(img: Image.Image, size: int) -> np.ndarray:
+    """The centre ``size`` x ``size`` crop as uint8 (size, size, 3); small images are upscaled
+    (shorter side to ``size``) first."""
+    w, h = img.size
+    if min(w, h) < size:
+        s = size / min(w, h)
+        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        w, h = img.size
+    y, x = (h - size) // 2, (w - size) // 2
+    return np.asarray(img)[y : y + size, x : x + size]
+
+
 class CropDataset(torch.utils.data.Dataset):
     """Random crops of a dgqa dataset split, normalised, with a label.
 

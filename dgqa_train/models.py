@@ -274,6 +274,65 @@ class EfficientNetLiteBackbone(nn.Module):
         return self.model.extract_features(pixel_values).mean(dim=(2, 3))
 
 
+FEATURES = ("pooled", "multilevel")
+
+
+def _stage_modules(backbone: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs end each resolution stage of a backbone (multilevel features)."""
+    if isinstance(backbone, EfficientNetLiteBackbone):
+        blocks = backbone.model._blocks
+        width = [b._block_args.output_filters for b in blocks]
+        return [b for i, b in enumerate(blocks) if i == len(blocks) - 1 or width[i + 1] != width[i]]
+    model = getattr(backbone, "model", None)
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None and hasattr(encoder, "stages"):  # ResNet, ConvNeXt, ...
+        return list(encoder.stages)
+    layers = getattr(encoder, "layer", None) or getattr(model, "layers", None)
+    if layers is not None:  # ViT, DINOv2: the blocks at each quarter of the depth
+        layers = list(layers)
+        return list(
+            {id(m): m for m in (layers[max(0, round(len(layers) * q / 4) - 1)] for q in (1, 2, 3))}.values()
+        )
+    raise ValueError(f"multilevel features are not supported for {type(backbone).__name__}")
+
+
+class MultiLevelFeatures(nn.Module):
+    """A backbone's pooled features plus the mean and standard deviation over positions of every
+    stage's output: the low-level statistics (texture energy, noise, blur, exposure) that the final
+    pooled vector averages away, as in multi-level IQA feature designs. Frozen-backbone heads
+    (:mod:`dgqa_train.probe`) generalise across photos markedly better with them.
+
+    Args:
+        backbone: an :class:`EfficientNetLiteBackbone` or a transformers backbone.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self._outputs: list[torch.Tensor] = []
+        for module in _stage_modules(backbone):
+            module.register_forward_hook(self._keep)
+        with torch.no_grad():
+            was_training = backbone.training
+            backbone.eval()
+            self.feature_dim = int(self.forward(torch.zeros(1, 3, 64, 64)).shape[1])
+            backbone.train(was_training)
+
+    def _keep(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self._outputs.append(output[0] if isinstance(output, tuple) else output)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, feature_dim)``: [mean, std] of each stage's output, then the pooled features."""
+        self._outputs = []
+        pooled = self.backbone(pixel_values)
+        stats = []
+        for out in self._outputs:
+            dims = (2, 3) if out.ndim == 4 else (1,)  # (B, C, H, W) maps or (B, tokens, D)
+            stats += [out.mean(dims), out.std(dims, correction=0)]  # defined for 1 x 1 maps too
+        self._outputs = []
+        return torch.cat([*stats, pooled], dim=1)
+
+
 # --------------------------------------------------------------------------------------------------
 # Backbone factory
 # --------------------------------------------------------------------------------------------------
@@ -409,6 +468,8 @@ class ModelConfig:
         num_outputs: head outputs; None -> 26 for classify, 1 for regress.
         pretrained: whether the backbone started from pretrained weights (informational after build).
         crop_size: training/testing crop size.
+        features: ``"pooled"`` (the backbone's pooled output) or ``"multilevel"``
+            (:class:`MultiLevelFeatures`).
         mean: per-channel normalisation mean (None -> from the backbone, else ImageNet).
         std: per-channel normalisation std (None -> from the backbone, else ImageNet).
         extra: free-form metadata; ``extra["hf_config"]`` holds the transformers backbone config.
@@ -419,6 +480,7 @@ class ModelConfig:
     num_outputs: int | None = None
     pretrained: bool = True
     crop_size: int = 224
+    features: str = "pooled"
     mean: list[float] | None = None
     std: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -426,6 +488,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.num_outputs is None:
             self.num_outputs = NUM_CLASSES if self.task == "classify" else 1
         if int(self.num_outputs) < 1:
@@ -560,6 +624,9 @@ def build_model(config: ModelConfig | str, pretrained: bool | None = None, **kwa
     extra = dict(config.extra)
     if isinstance(backbone, TransformersBackbone):
         extra["hf_config"] = backbone.config.to_dict()
+    if config.features == "multilevel":
+        backbone = MultiLevelFeatures(backbone)
+        dim = backbone.feature_dim
     mean, std = config.mean, config.std
     spec = _REGISTRY.get(config.backbone)
     found: tuple[Any, Any] | None = None
@@ -576,6 +643,7 @@ def build_model(config: ModelConfig | str, pretrained: bool | None = None, **kwa
         num_outputs=config.num_outputs,
         pretrained=use_pretrained,
         crop_size=config.crop_size,
+        features=config.features,
         mean=list(mean) if mean is not None else list(IMAGENET_MEAN),
         std=list(std) if std is not None else list(IMAGENET_STD),
         extra=extra,
@@ -638,6 +706,9 @@ def load_model(directory: str | os.PathLike[str], map_location: str | torch.devi
             f"{folder / CONFIG_NAME}: backbone {config.backbone!r} is not a short name and config.extra has no "
             "'hf_config' to rebuild it from"
         )
+    if config.features == "multilevel":
+        backbone = MultiLevelFeatures(backbone)
+        dim = backbone.feature_dim
     model = IQAModel(backbone, dim, config)
     missing, unexpected = st_load_model(
         model, str(folder / WEIGHTS_NAME), strict=False, device=str(map_location)

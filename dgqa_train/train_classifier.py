@@ -57,6 +57,19 @@ class ClassifierTrainConfig:
         default="resnet50", metadata={"help": "short name, transformers id or local folder"}
     )
     pretrained: bool = field(default=True, metadata={"help": "start from pretrained backbone weights"})
+    features: str = field(
+        default="pooled",
+        metadata={
+            "help": "pooled (the backbone's output) or multilevel (+ mean/std of every stage's output)"
+        },
+    )
+    freeze_backbone: bool = field(
+        default=False,
+        metadata={
+            "help": "linear probe: keep the pretrained backbone frozen, extract its features of the centre "
+            "crop once (cached in output_dir/features) and train only the head (fast on CPU)"
+        },
+    )
     epochs: int = 10
     batch_size: int = field(default=32, metadata={"help": "per-process batch size"})
     lr: float = 1e-4
@@ -171,23 +184,66 @@ def _loader(dataset, batch_size: int, num_workers: int, sampler=None) -> torch.u
     )
 
 
-def evaluate(accelerator, model, loader) -> dict[str, float]:
-    """Held-out accuracy and loss over the whole loader, exact across processes."""
+def evaluate(accelerator, model, loader) -> tuple[dict[str, float], np.ndarray]:
+    """Held-out accuracy and loss over the whole loader, exact across processes, and the confusion
+    matrix (rows: true class, columns: predicted class)."""
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     with torch.no_grad():
         for batch in loader:
             logits = model(batch["pixel_values"]).float()
             logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
             loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
-            correct += int((logits.argmax(1) == labels).sum())
+            pred = logits.argmax(1)
+            correct += int((pred == labels).sum())
             total += int(labels.numel())
+            np.add.at(confusion, (labels.cpu().numpy(), pred.cpu().numpy()), 1)
     model.train()
-    return {
+    metrics = {
         "eval_accuracy": correct / max(total, 1),
         "eval_loss": loss_sum / max(total, 1),
         "eval_images": total,
     }
+    return metrics, confusion
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Cached backbone features with their class labels (the inputs of a frozen-backbone head)."""
+
+    def __init__(self, features: np.ndarray, labels: Any):
+        self.features = torch.from_numpy(features)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {
+            "pixel_values": self.features[index],
+            "labels": self.labels[index],
+            "index": torch.tensor(index),
+        }
+
+
+def _feature_sets(
+    config, accelerator, model, train_ds, eval_ds
+) -> tuple[FeatureDataset, FeatureDataset | None]:
+    """Frozen-backbone features of the training and held-out sets; process 0 extracts, the others
+    read its cache."""
+    from dgqa_train.probe import FeatureCache, backbone_id, extract_features
+
+    show = accelerator.is_local_main_process
+    with accelerator.main_process_first():
+        cache = FeatureCache(Path(config.output_dir) / "features", backbone_id(model, config.crop_size))
+        x = extract_features(model, train_ds, config.crop_size, cache, desc="features (train)", progress=show)
+        ex = None
+        if eval_ds is not None and len(eval_ds):
+            ex = extract_features(
+                model, eval_ds, config.crop_size, cache, desc="features (held out)", progress=show
+            )
+    train_set = FeatureDataset(x, train_ds["distortion_type"])
+    return train_set, (FeatureDataset(ex, eval_ds["distortion_type"]) if ex is not None else None)
 
 
 def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
@@ -222,29 +278,45 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
             task="classify",
             pretrained=config.pretrained,
             crop_size=config.crop_size,
+            features=config.features,
         )
     )
-    mean, std = model.normalization
-    train_set = CropDataset(
-        train_ds, config.crop_size, train=True, label="distortion_type", mean=mean, std=std, seed=config.seed
-    )
-    sampler = EpochPermutationSampler(len(train_set), seed=config.seed)
-    train_loader = _loader(train_set, config.batch_size, config.num_workers, sampler)
-    eval_loader = None
-    if eval_ds is not None and len(eval_ds):
-        eval_set = FixedCropDataset(
-            eval_ds,
+    if config.freeze_backbone:  # linear probe: only the head trains, on features extracted once
+        model.requires_grad_(False)
+        model.head.requires_grad_(True)
+        train_set, eval_set = _feature_sets(config, accelerator, model, train_ds, eval_ds)
+        net: torch.nn.Module = model.head
+    else:
+        mean, std = model.normalization
+        train_set = CropDataset(
+            train_ds,
             config.crop_size,
-            train=False,
+            train=True,
             label="distortion_type",
             mean=mean,
             std=std,
             seed=config.seed,
         )
-        eval_loader = _loader(eval_set, config.batch_size, config.num_workers)
+        eval_set = None
+        if eval_ds is not None and len(eval_ds):
+            eval_set = FixedCropDataset(
+                eval_ds,
+                config.crop_size,
+                train=False,
+                label="distortion_type",
+                mean=mean,
+                std=std,
+                seed=config.seed,
+            )
+        net = model
+    sampler = EpochPermutationSampler(len(train_set), seed=config.seed)
+    train_loader = _loader(train_set, config.batch_size, config.num_workers, sampler)
+    eval_loader = _loader(eval_set, config.batch_size, config.num_workers) if eval_set is not None else None
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    optimizer = torch.optim.AdamW(
+        [p for p in net.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
+    net, optimizer, train_loader = accelerator.prepare(net, optimizer, train_loader)
     if eval_loader is not None:
         eval_loader = accelerator.prepare(eval_loader)
 
@@ -298,9 +370,10 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
         accelerator.wait_for_everyone()
 
     global_step, history = int(state["step"]), list(state["history"])
+    confusion = None
     start_epoch, skip = int(state["epoch"]), int(state["batches_in_epoch"])
     stop = config.max_steps is not None and global_step >= config.max_steps
-    model.train()
+    net.train()
     for epoch in range(start_epoch, config.epochs):
         if stop:
             break
@@ -308,8 +381,8 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
         loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
         batches_done, tic = skip, time.perf_counter()
         for batch in loader:
-            with accelerator.accumulate(model):
-                logits = model(batch["pixel_values"])
+            with accelerator.accumulate(net):
+                logits = net(batch["pixel_values"])
                 loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
                 accelerator.backward(loss)
                 optimizer.step()
@@ -340,7 +413,8 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - tic, 3),
         }
         if eval_loader is not None:
-            record.update(evaluate(accelerator, model, eval_loader))
+            scores, confusion = evaluate(accelerator, net, eval_loader)
+            record.update(scores)
         history.append(record)
         loss_sum.zero_()
         loss_count.zero_()
@@ -359,7 +433,10 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
         "train_images": len(train_set),
         "eval_images": len(eval_ds) if eval_ds is not None else 0,
         "completed": bool(history) and history[-1]["epoch"] == config.epochs,
+        "frozen_backbone": config.freeze_backbone,
     }
+    if confusion is not None:
+        metrics["confusion"] = confusion.tolist()  # last evaluation; rows: true class, columns: predicted
     if accelerator.is_main_process:
         save_model(accelerator.unwrap_model(model), out)
         (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")

@@ -200,7 +200,8 @@ GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
     """sRGB companding inverse (float64 or float32)."""
     c = np.asarray(c)
-    return np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    # the power is taken of the clamped value: np.where evaluates both branches, negatives would warn
+    return np.where(c > 0.04045, ((np.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4, c / 12.92)
 
 
 def _transform(x: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -137,7 +137,7 @@ def test_pseudo_mos_labels_fall_with_level(refs, tmp_path):
         types=[1],
         levels=[1, 5],
         include_pristine=False,
-        pseudo_mos=True,
+        labels="ms-ssim",
         progress=False,
     )
     rows = load(out).remove_columns("image").to_list()
@@ -149,3 +149,16 @@ def test_pseudo_mos_labels_fall_with_level(refs, tmp_path):
     assert all(a - b > 1.5 for a, b in zip(by_level[1], by_level[5]))
     assert all(r["quality"] == pytest.approx((r["mos"] - 1) / 4) for r in rows)
     assert "pseudo-MOS" in (out / "README.md").read_text()
+
+
+def test_severity_labels_follow_type_and_level(refs, tmp_path):
+    out = synthesize(
+        refs, tmp_path / "s", plan="full", types=[1, 3], levels=[1, 5], labels="severity", progress=False
+    )
+    rows = load(out).remove_columns("image").to_list()
+    got = {(r["distortion_type"], r["distortion_level"]): r["mos"] for r in rows}
+    # quality = 1 - 0.8 * severity, mos = 1 + 4 * quality; motion blur level 1 is the identity
+    assert got == pytest.approx({(0, 0): 5.0, (1, 1): 4.36, (1, 5): 1.8, (3, 1): 5.0, (3, 5): 1.8})
+    assert "severity label" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="unknown labels 'mos'"):
+        synthesize(refs, tmp_path / "bad", labels="mos")

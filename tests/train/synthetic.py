@@ -80,7 +80,7 @@ def write_folder(
     out: str | Path, rows: Iterable[dict], corpus: str = "synthetic", split: str = "train"
 ) -> Path:
     """Write rows ``{"image": uint8 array, "image_id", "reference_id", "distortion_type",
-    "distortion_level"}`` as a dgqa dataset folder."""
+    "distortion_level"}`` (and optionally ``quality``, also stored as ``mos``) as a dgqa dataset folder."""
     writer = HubFolderWriter(out, base_features())
     for row in rows:
         t = int(row["distortion_type"])
@@ -89,9 +89,9 @@ def write_folder(
                 "image": {"bytes": png(row["image"]), "path": row["image_id"]},
                 "image_id": row["image_id"],
                 "reference_id": row.get("reference_id"),
-                "mos": None,
+                "mos": row.get("quality"),
                 "mos_std": None,
-                "quality": None,
+                "quality": row.get("quality"),
                 "distortion_type": t,
                 "distortion_level": int(row.get("distortion_level", 0)),
                 "domain": DISTORTION_NAMES[t] if t >= 0 else AUTHENTIC_DOMAIN,

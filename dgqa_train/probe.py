@@ -1,0 +1,382 @@
+"""The linear-probe protocol (as in CONTRIQUE and ARNIQA): a frozen pretrained backbone, features
+extracted once and cached, and a light head (ridge regression or a small MLP) per training set.
+
+On a CPU this is what makes many (training set x seed) comparisons affordable: the backbone runs
+once per image, and every head trains in seconds. Features are cached per image, keyed by the
+sha256 of its encoded bytes, so a subset of a dataset whose features are known costs nothing::
+
+    dgqa probe --train hub/dgqa/kadid10k-sel-livec hub/dgqa/kadid10k-all --eval hub/dgqa/livec \\
+        --backbone efficientnet-lite0 --crop_size 224 --seeds 3 --out runs/probe
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dgqa_train.data import center_crop, decode_rgb, load_iqa_dataset
+from dgqa_train.models import IQAModel, build_model
+
+HEADS = ("ridge", "mlp")
+RIDGE_ALPHAS = tuple(10.0**k for k in range(0, 7))
+
+
+def image_key(image: dict) -> str:
+    """sha256 of an undecoded image's bytes (or of its file)."""
+    if image.get("bytes") is not None:
+        return hashlib.sha256(image["bytes"]).hexdigest()
+    return hashlib.sha256(Path(image["path"]).read_bytes()).hexdigest()
+
+
+class FeatureCache:
+    """Features of one frozen backbone at one crop size, keyed by image sha256, in ``<folder>/<id>.npz``.
+
+    Args:
+        folder: cache folder (created when first written).
+        backbone_id: identifies the backbone, its weights and the crop (see :func:`backbone_id`).
+    """
+
+    def __init__(self, folder: str | Path, backbone_id: str):
+        self.path = Path(folder) / f"{backbone_id}.npz"
+        self._feats: dict[str, np.ndarray] = {}
+        if self.path.is_file():
+            with np.load(self.path, allow_pickle=False) as data:
+                self._feats = dict(zip(data["keys"].tolist(), data["features"]))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._feats
+
+    def __len__(self) -> int:
+        return len(self._feats)
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        return np.stack([self._feats[k] for k in keys]).astype(np.float32)
+
+    def update(self, keys: Sequence[str], feats: np.ndarray) -> None:
+        """Add features and rewrite the cache file atomically."""
+        self._feats.update(zip(keys, feats))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.npz")
+        np.savez(
+            tmp, keys=np.array(list(self._feats), dtype="U64"), features=np.stack(list(self._feats.values()))
+        )
+        tmp.replace(self.path)
+
+
+def backbone_id(model: IQAModel, crop_size: int) -> str:
+    """A short id of (backbone config, pretrained flag, normalisation, crop size) for the cache."""
+    cfg = model.config
+    data = [
+        cfg.backbone,
+        cfg.pretrained,
+        cfg.features,
+        list(model.normalization),
+        crop_size,
+        cfg.extra.get("hf_config"),
+    ]
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{Path(cfg.backbone).name}-{cfg.features}-{crop_size}-{digest}"
+
+
+def extract_features(
+    model: IQAModel,
+    ds: Any,
+    crop_size: int,
+    cache: FeatureCache | None = None,
+    batch_size: int = 32,
+    desc: str = "features",
+    progress: bool = True,
+) -> np.ndarray:
+    """Pooled backbone features ``(len(ds), D)`` of the centre ``crop_size`` crop of every image.
+
+    Args:
+        model: the model whose (frozen) backbone is run; put in eval mode here.
+        ds: a split from :func:`~dgqa_train.data.load_iqa_dataset` (images undecoded).
+        crop_size: centre-crop side (smaller images are upscaled first).
+        cache: reuse and extend this cache.
+        batch_size: images per forward pass.
+        desc: progress-bar label.
+        progress: show a progress bar.
+    """
+    images = ds["image"]
+    keys = [image_key(im) for im in images]
+    first: dict[str, int] = {}  # first row of every distinct image
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    todo_keys = [k for k in first if cache is None or k not in cache]
+    model.eval()
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in model.normalization)
+    new: list[np.ndarray] = []
+    bar = tqdm(total=len(todo_keys), desc=desc, unit="img", disable=not progress or not todo_keys)
+    with torch.inference_mode():
+        for start in range(0, len(todo_keys), batch_size):
+            chunk = todo_keys[start : start + batch_size]
+            crops = np.stack([center_crop(decode_rgb(images[first[k]]), crop_size) for k in chunk])
+            x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255)
+            new.append(model.forward_features((x - mean) / std).float().numpy())
+            bar.update(len(chunk))
+    bar.close()
+    feats = np.concatenate(new) if new else np.zeros((0, model.feature_dim), np.float32)
+    if cache is None:
+        lookup = dict(zip(todo_keys, feats))
+        return np.stack([lookup[k] for k in keys]).astype(np.float32)
+    if todo_keys:
+        cache.update(todo_keys, feats)
+    return cache.get(keys)
+
+
+# -- heads ----------------------------------------------------------------------------------------
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Standardizer:
+    """Per-feature z-scoring fitted on the training features."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardizer:
+        return cls(x.mean(0), x.std(0) + 1e-6)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.scale
+
+
+def fit_ridge(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence[str] | None = None,
+    seed: int = 0,
+    alphas: Sequence[float] = RIDGE_ALPHAS,
+    folds: int = 3,
+) -> tuple[Predictor, dict]:
+    """Ridge regression on z-scored features, the penalty chosen by ``folds``-fold cross-validation
+    on the training set alone, with whole groups (reference images) kept in one fold.
+
+    Grouping matters: every distorted version of a reference shares its content, so a plain
+    (leave-one-image-out) criterion rewards memorising content and picks far too weak a penalty.
+
+    Args:
+        x, y: training features and labels.
+        groups: group of every row (``reference_id``); None = every row its own group.
+        seed: seeds the assignment of groups to folds.
+        alphas: the penalties tried.
+        folds: number of folds.
+
+    Returns:
+        ``(predict, {"alpha": chosen penalty, "cv_mse": its cross-validated MSE})``.
+    """
+    z = Standardizer.fit(x)
+    xs = z(x).astype(np.float64)
+    y = np.asarray(y, np.float64)
+    keys = np.asarray(groups if groups is not None else np.arange(len(y)).astype(str))
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    fold = np.random.default_rng(seed).permutation(len(uniq))[inverse] % max(2, min(folds, len(uniq)))
+    sq_err = np.zeros(len(alphas))
+    for f in np.unique(fold):
+        tr, te = fold != f, fold == f
+        mu = y[tr].mean()
+        if tr.sum() >= xs.shape[1]:  # primal: eigenvectors of X'X (features x features)
+            evals, evecs = np.linalg.eigh(xs[tr].T @ xs[tr])
+            proj, coef = xs[te] @ evecs, evecs.T @ (xs[tr].T @ (y[tr] - mu))
+        else:  # dual: eigenvectors of XX' (rows x rows), cheaper with fewer rows than features
+            evals, evecs = np.linalg.eigh(xs[tr] @ xs[tr].T)
+            proj, coef = xs[te] @ xs[tr].T @ evecs, evecs.T @ (y[tr] - mu)
+        for i, a in enumerate(alphas):
+            sq_err[i] += np.sum((proj @ (coef / (evals + a)) + mu - y[te]) ** 2)
+    best = int(np.argmin(sq_err))
+    alpha, mu = float(alphas[best]), float(y.mean())
+    n, d = xs.shape
+    if n >= d:
+        w = np.linalg.solve(xs.T @ xs + alpha * np.eye(d), xs.T @ (y - mu))
+    else:
+        w = xs.T @ np.linalg.solve(xs @ xs.T + alpha * np.eye(n), y - mu)
+    return (lambda f: z(f) @ w + mu), {"alpha": alpha, "cv_mse": float(sq_err[best] / len(y))}
+
+
+def fit_mlp(
+    x: np.ndarray, y: np.ndarray, seed: int = 0, hidden: int = 256, epochs: int = 60, lr: float = 1e-3
+) -> tuple[Predictor, dict]:
+    """One-hidden-layer MLP (ReLU, dropout 0.1) on z-scored features, Adam, MSE, batches of 64; the
+    seed sets the initialisation and the batch order.
+
+    Returns:
+        ``(predict, {"epochs": epochs, "hidden": hidden})``.
+    """
+    z = Standardizer.fit(x)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.1),
+        torch.nn.Linear(hidden, 1),
+    )
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
+    xt = torch.from_numpy(z(x).astype(np.float32))
+    yt = torch.from_numpy(np.asarray(y, np.float32))
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(64):
+            loss = torch.nn.functional.mse_loss(net(xt[idx]).squeeze(-1), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+
+    def predict(f: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(z(f).astype(np.float32))).squeeze(-1).numpy()
+
+    return predict, {"epochs": epochs, "hidden": hidden}
+
+
+def fit_head(
+    head: str, x: np.ndarray, y: np.ndarray, seed: int = 0, groups: Sequence[str] | None = None
+) -> tuple[Predictor, dict]:
+    """Fit ``ridge`` (the seed sets its cross-validation folds) or ``mlp`` (the seed sets init and order)."""
+    if head == "ridge":
+        return fit_ridge(x, y, groups=groups, seed=seed)
+    if head == "mlp":
+        return fit_mlp(x, y, seed=seed)
+    raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+
+
+# -- the protocol ---------------------------------------------------------------------------------
+def reference_groups(ds: Any) -> list[str]:
+    """The reference image of every row (``reference_id``, else the row's own ``image_id``)."""
+    ids = ds["image_id"]
+    refs = ds["reference_id"] if "reference_id" in ds.column_names else [None] * len(ids)
+    return [r if r is not None else i for r, i in zip(refs, ids)]
+
+
+def labelled(ds: Any, spec: str, role: str) -> np.ndarray:
+    """The ``quality`` column as float32, or an error naming the dataset, its role and the rows."""
+    q = ds["quality"] if "quality" in ds.column_names else [None] * len(ds)
+    missing = [i for i, v in enumerate(q) if v is None]
+    if missing:
+        raise ValueError(
+            f"{role} dataset {spec}: {len(missing)} of {len(q)} row(s) have no quality label "
+            f"(first rows {missing[:3]}); the linear probe needs labelled {role} data"
+        )
+    return np.asarray(q, np.float32)
+
+
+def probe(
+    train: Sequence[str],
+    eval_spec: str,
+    *,
+    backbone: str = "efficientnet-lite0",
+    pretrained: bool = True,
+    features: str = "multilevel",
+    crop_size: int = 224,
+    head: str = "ridge",
+    seeds: Sequence[int] = (0, 1, 2),
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Fit a head on each training set and seed, and evaluate it on ``eval_spec``.
+
+    Args:
+        train: training dataset folders / Hub ids (``<spec>:<split>`` allowed).
+        eval_spec: the labelled evaluation set.
+        backbone, pretrained: the frozen backbone (see :func:`dgqa_train.models.build_backbone`).
+        features: ``multilevel`` (pooled output + mean/std of every stage, the default: they carry
+            the low-level statistics quality depends on) or ``pooled``.
+        crop_size: centre-crop side fed to the backbone.
+        head: ``ridge`` or ``mlp``.
+        seeds: one fit per seed (a ridge head gives the same result for every seed).
+        cache_dir: feature cache folder (default: none, features recomputed).
+        progress: show progress bars.
+
+    Returns:
+        One record per (training set, seed): ``train``, ``seed``, ``train_images``, ``srcc``,
+        ``plcc`` and the other :func:`dgqa_train.metrics.iqa_metrics`, and the head's settings.
+    """
+    from dgqa_train.metrics import iqa_metrics
+
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    model = build_model(
+        backbone, task="regress", pretrained=pretrained, crop_size=crop_size, features=features
+    )
+    cache = FeatureCache(cache_dir, backbone_id(model, crop_size)) if cache_dir else None
+    eval_ds = load_iqa_dataset(eval_spec)
+    y_eval = labelled(eval_ds, eval_spec, "evaluation")
+    x_eval = extract_features(
+        model, eval_ds, crop_size, cache, desc=f"features {eval_spec}", progress=progress
+    )
+    records = []
+    for spec in train:
+        ds = load_iqa_dataset(spec)
+        y = labelled(ds, spec, "training")
+        x = extract_features(model, ds, crop_size, cache, desc=f"features {spec}", progress=progress)
+        groups = reference_groups(ds)
+        for seed in seeds:
+            predict, info = fit_head(head, x, y, seed, groups)
+            metrics = iqa_metrics(predict(x_eval), y_eval)
+            records.append(
+                {"train": spec, "seed": int(seed), "train_images": len(y), "head": head, **info, **metrics}
+            )
+    return records
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``dgqa probe``."""
+    p.add_argument("--train", nargs="+", required=True, help="training dataset folder(s) or Hub id(s)")
+    p.add_argument("--eval", required=True, help="labelled evaluation dataset, optionally '<spec>:<split>'")
+    p.add_argument("--out", required=True, help="output folder (probe.json)")
+    p.add_argument(
+        "--backbone", default="efficientnet-lite0", help="frozen backbone (default efficientnet-lite0)"
+    )
+    p.add_argument("--no_pretrained", action="store_true", help="random backbone weights (a baseline)")
+    p.add_argument(
+        "--features",
+        choices=["multilevel", "pooled"],
+        default="multilevel",
+        help="multilevel (pooled output + mean/std of every stage; default) or pooled",
+    )
+    p.add_argument("--crop_size", type=int, default=224, help="centre-crop side in pixels (default 224)")
+    p.add_argument(
+        "--head", choices=HEADS, default="ridge", help="ridge (GCV penalty) or mlp (default ridge)"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="fits per training set, seeds 0..N-1 (default 3)")
+    p.add_argument("--cache_dir", default=None, help="feature cache folder (default <out>/features)")
+    return p
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``dgqa probe``: fit, print a table, write ``<out>/probe.json``."""
+    if args.seeds < 1 or args.crop_size < 1:
+        raise ValueError("--seeds and --crop_size must be >= 1")
+    out = Path(args.out)
+    records = probe(
+        args.train,
+        args.eval,
+        backbone=args.backbone,
+        pretrained=not args.no_pretrained,
+        features=args.features,
+        crop_size=args.crop_size,
+        head=args.head,
+        seeds=range(args.seeds),
+        cache_dir=args.cache_dir or out / "features",
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "probe.json").write_text(json.dumps(records, indent=2) + "\n")
+    for r in records:
+        print(
+            f"{r['train']}  seed {r['seed']}  SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  ({r['train_images']} images)"
+        )
+    print(f"wrote {out / 'probe.json'}")
+    return records

@@ -1,0 +1,107 @@
+"""`dgqa demo --fast` end to end: every stage's output, loadable subsets, selection, report, reruns."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from dgqa_data.camera import CAMERA_TYPES
+from dgqa_data.selection import Selection
+from dgqa_train import cli
+from dgqa_train.demo import HELDOUT_PHOTOS, SOURCE_PHOTOS, TARGET_PHOTOS
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert cli.main(["demo", "--fast", "--out", str(out)]) == 0
+    return out
+
+
+def test_every_stage_wrote_its_output(demo):
+    for rel in ("demo.json", "photos/split.json", "photos/camera-labels.csv", "classifier/model.safetensors",
+                "classifier/metrics.json", "scores/scores.parquet", "selection/selection.json", "subsets.json",
+                "regressors.json", "report.md", "verdict.txt", "srcc.png", "confusion.png", "similarity.png"):  # fmt: skip
+        assert (demo / rel).is_file(), rel
+    split = json.loads((demo / "photos/split.json").read_text())
+    assert (tuple(split["source"]), tuple(split["heldout"]), tuple(split["target"])) == (
+        SOURCE_PHOTOS,
+        HELDOUT_PHOTOS,
+        TARGET_PHOTOS,
+    )
+    assert all(n >= 4 for pool in split.values() for n in pool.values())
+
+
+def test_classifier_is_well_above_chance_on_the_held_out_photo(demo):
+    metrics = json.loads((demo / "classifier/metrics.json").read_text())
+    last = metrics["epochs"][-1]
+    assert metrics["frozen_backbone"] and last["eval_images"] == 126 * sum(
+        json.loads((demo / "photos/split.json").read_text())["heldout"].values()
+    )
+    assert last["eval_accuracy"] > 3 / 26  # chance is 1/26
+
+
+def test_subsets_load_by_their_hub_names(demo, monkeypatch):
+    monkeypatch.chdir(demo)
+    info = json.loads((demo / "subsets.json").read_text())
+    selection = Selection.load(demo / "selection/selection.json")
+    selected = load_dataset("dgqa/demo-sel-camera", split="train")
+    assert info["selected"] == "demo-sel-camera" and info["all"] == "demo-all"
+    assert len(selected) == info["rows"]["demo-sel-camera"] == 16 * 5 * len(selection.selected)
+    assert set(selected["distortion_type"]) == set(selection.selected)
+    assert len(load_dataset("dgqa/demo-all", split="train")) == 16 * 126
+    for seed, name in info["random"].items():
+        rows = load_dataset(f"dgqa/{name}", split="train")
+        assert len(rows) == len(selected) and name.endswith(f"seed{seed}")
+    camera = load_dataset("dgqa/camera", split="train")
+    assert len(camera) == 18 * 16 and all(0 < q <= 1 for q in camera["quality"])
+
+
+def test_selection_finds_a_camera_degradation(demo):
+    selection = Selection.load(demo / "selection/selection.json")
+    camera_types = {t for types in CAMERA_TYPES.values() for t in types}
+    assert set(selection.selected) & camera_types
+    assert selection.rule == "dgqa-vote" and selection.num_images == 18 * 16
+
+
+def test_report_holds_finite_numbers_for_every_arm_and_seed(demo):
+    results = json.loads((demo / "regressors.json").read_text())
+    assert sorted((r["arm"], r["seed"]) for r in results) == sorted(
+        (arm, s) for arm in ("selected", "all", "random") for s in range(3)
+    )
+    assert all(math.isfinite(r["srcc"]) and math.isfinite(r["plcc"]) for r in results)
+    report = (demo / "report.md").read_text()
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| (selected|all|random) \|.*\| (-?\d\.\d+) \+- (\d\.\d+) \| (-?\d\.\d+) \+- (\d\.\d+) \| (.+) \|$", report, re.M)}  # fmt: skip
+    assert set(rows) == {"selected", "all", "random"}
+    for values in rows.values():
+        per_seed = [float(v) for v in values[-1].split(", ")]
+        assert len(per_seed) == 3 and all(math.isfinite(v) for v in per_seed)
+    assert "chance band" in report.lower() and "k / (k - 1)" in report
+    verdict = (demo / "verdict.txt").read_text()
+    assert verdict.startswith("Selected-domain training is") and verdict.strip() in report
+
+
+def test_a_rerun_reuses_every_stage(demo, capsys):
+    before = (demo / "regressors.json").stat().st_mtime_ns
+    assert cli.main(["demo", "--fast", "--out", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing the finished stage") == 7
+    assert (demo / "regressors.json").stat().st_mtime_ns == before
+
+
+def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
+    assert cli.main(["demo", "--fast", "--seeds", "2", "--out", str(demo)]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (seeds: 3 there, 2 now)" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "photo.jpg").write_bytes(b"keep me")
+    assert cli.main(["demo", "--fast", "--out", str(tmp_path / "mine")]) == 2
+    assert "is not a dgqa demo folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "photo.jpg").read_bytes() == b"keep me"
+    assert cli.main(["demo", "--seeds", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--seeds must be at least 2" in capsys.readouterr().err
