@@ -186,6 +186,17 @@ def format_table(selection: Selection) -> str:
     return "\n".join(lines)
 
 
+def chart_values(selection: Selection) -> list[float]:
+    """Bar heights of types 1..25: what the rule compares with its threshold (``dgqa-vote``: the vote
+    share rounded to two decimals; ``mean-prob``: the mean probability; a paper selection: 1 or 0)."""
+    key = "mean_prob" if selection.rule == "mean-prob" else "vote_share"
+    rows = [r for r in selection.table if r["type_id"] > 0]
+    values = [r[key] if r[key] is not None else (1.0 if r["selected"] else 0.0) for r in rows]
+    if selection.rule == "dgqa-vote" and selection.source != "paper":
+        values = [round(v, 2) for v in values]
+    return values
+
+
 def plot_selection(selection: Selection, path: str | Path) -> Path:
     """Bar chart of the 25 domains' scores with the threshold line, saved as PNG."""
     import matplotlib
@@ -195,7 +206,7 @@ def plot_selection(selection: Selection, path: str | Path) -> Path:
 
     rows = [r for r in selection.table if r["type_id"] > 0]
     key = "mean_prob" if selection.rule == "mean-prob" else "vote_share"
-    values = [r[key] if r[key] is not None else (1.0 if r["selected"] else 0.0) for r in rows]
+    values = chart_values(selection)
     colors = ["tab:green" if r["selected"] else "tab:gray" for r in rows]
     fig, ax = plt.subplots(figsize=(11, 4))
     ax.bar([f"{r['type_id']}" for r in rows], values, color=colors)
@@ -205,7 +216,11 @@ def plot_selection(selection: Selection, path: str | Path) -> Path:
         )
         ax.legend()
     ax.set_xlabel("KADID distortion type id (green = selected)")
-    ax.set_ylabel("vote share" if key == "vote_share" else "mean probability")
+    ax.set_ylabel(
+        "vote share (rounded to 2 decimals, as the rule compares it)"
+        if selection.rule == "dgqa-vote"
+        else ("vote share" if key == "vote_share" else "mean probability")
+    )
     ax.set_title(f"DGQA selection for {selection.target} ({selection.rule}): {selection.selected}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -399,7 +399,7 @@ class Demo:
         return verdict
 
     def report_text(self, summary, results, chance, n_target, verdict) -> str:
-        from dgqa_data.selection import Selection
+        from dgqa_data.selection import Selection, format_table
 
         split = json.loads((self.out / "photos" / "split.json").read_text())
         cls_metrics = json.loads((self.out / "classifier" / "metrics.json").read_text())
@@ -446,6 +446,8 @@ class Demo:
             "|---|---:|---|---:|---|",
         ]
         lines += self.degradation_rows(selection)
+        lines += ["", "<details><summary>Vote share and mean probability of every class</summary>", ""]
+        lines += [format_table(selection), "", "</details>"]
         lines += [
             "",
             "## Regressors on the target",
@@ -465,6 +467,16 @@ class Demo:
             )
         lines += [
             "",
+            *(
+                [
+                    "The ridge head is deterministic given its training set: a seed only reshuffles the "
+                    "cross-validation folds that choose its penalty, so the selected and all arms may show no "
+                    "spread; the random arm's spread is that of its random draws.",
+                    "",
+                ]
+                if self.s.head == "ridge" and not self.s.finetune
+                else []
+            ),
             'Plot: `srcc.png`. Datasets: `load_dataset("dgqa/<name>")` from this folder '
             f"({', '.join(sorted(subsets['rows']))}).",
             "",
@@ -595,7 +607,7 @@ def plot_confusion(confusion: np.ndarray, path: Path) -> Path:
     ax.set_title(f"Domain classifier on the held-out photo (accuracy {acc:.3f})")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -8,6 +8,7 @@ import pytest
 from dgqa_data.selection import (
     PAPER_SELECTIONS,
     Selection,
+    chart_values,
     format_table,
     mean_probs,
     paper_selection,
@@ -104,3 +105,12 @@ def test_selection_json_round_trip_and_plot(tmp_path):
     assert "| 1 | gaussian_blur | 0.333 |" in format_table(sel)
     png = plot_selection(sel, tmp_path / "similarity.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chart_draws_what_the_rule_compares():
+    # 4 of 38 images vote for types 5..8: share 4 / 114 = 0.035, which the rule rounds to 0.04 and keeps
+    sel = select(logits_with_top4([(1, 2, 3, 4)] * 34 + [(5, 6, 7, 8)] * 4))
+    assert sel.table[5]["vote_share"] == pytest.approx(0.0351, abs=1e-4) and 5 in sel.selected
+    values = chart_values(sel)
+    assert values[4] == 0.04 >= sel.threshold and values[0] == round(34 / 114, 2)
+    assert chart_values(paper_selection("livec"))[:3] == [1.0, 0.0, 1.0]

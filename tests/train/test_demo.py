@@ -105,3 +105,32 @@ def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
     assert (tmp_path / "mine" / "photo.jpg").read_bytes() == b"keep me"
     assert cli.main(["demo", "--seeds", "1", "--out", str(tmp_path / "x")]) == 2
     assert "--seeds must be at least 2" in capsys.readouterr().err
+
+
+def test_finetune_arm_trains_and_evaluates_end_to_end(tmp_path):
+    """``--finetune`` runs `dgqa train` (last epoch, evaluated on the target) instead of the probe."""
+    import shutil
+
+    from dgqa_train.demo import Demo, DemoSettings
+    from tests.train.synthetic import TRAIN_SCENES, scene_crops, simple_distort, write_folder
+
+    refs = scene_crops(TRAIN_SCENES, size=40, per_scene=1)
+
+    def rows(prefix: str):
+        for r, (ref_id, img) in enumerate(refs):
+            for lv in (1, 3, 5):
+                yield {"image": simple_distort(img, 1, lv, r), "image_id": f"{prefix}{ref_id}_{lv}.png",
+                       "reference_id": ref_id, "distortion_type": 1, "distortion_level": lv,
+                       "quality": 1 - lv / 5}  # fmt: skip
+
+    demo = Demo(
+        tmp_path / "run", DemoSettings(fast=True, backbone="tiny-resnet", finetune=True), progress=False
+    )
+    train = write_folder(demo.hub / "demo-all", rows(""))
+    target = write_folder(tmp_path / "camera", rows("t/"), split="test")
+    shutil.copytree(target, demo.target)
+    (record,) = demo._fit(train, [7])
+    assert (record["seed"], record["train_images"]) == (7, len(refs) * 3)
+    assert math.isfinite(record["srcc"]) and math.isfinite(record["plcc"])
+    results = json.loads((demo.out / "finetune" / "demo-all-seed7" / "results.json").read_text())
+    assert results["finished"] and results["last_epoch"]["epoch"] == 3
