@@ -288,26 +288,11 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
         net: torch.nn.Module = model.head
     else:
         mean, std = model.normalization
-        train_set = CropDataset(
-            train_ds,
-            config.crop_size,
-            train=True,
-            label="distortion_type",
-            mean=mean,
-            std=std,
-            seed=config.seed,
-        )
+        crops = {"label": "distortion_type", "mean": mean, "std": std, "seed": config.seed}
+        train_set = CropDataset(train_ds, config.crop_size, train=True, **crops)
         eval_set = None
         if eval_ds is not None and len(eval_ds):
-            eval_set = FixedCropDataset(
-                eval_ds,
-                config.crop_size,
-                train=False,
-                label="distortion_type",
-                mean=mean,
-                std=std,
-                seed=config.seed,
-            )
+            eval_set = FixedCropDataset(eval_ds, config.crop_size, train=False, **crops)
         net = model
     sampler = EpochPermutationSampler(len(train_set), seed=config.seed)
     train_loader = _loader(train_set, config.batch_size, config.num_workers, sampler)
