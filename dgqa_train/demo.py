@@ -153,6 +153,8 @@ class Demo:
                     f"{self.out} holds a demo run with other settings ({said}); "
                     "pass another --out, or delete that folder to start over"
                 )
+        elif self.out.exists() and not self.out.is_dir():
+            raise DemoError(f"--out {self.out} is a file; pass a folder")
         elif self.out.exists() and any(self.out.iterdir()):
             raise DemoError(
                 f"{self.out} exists and is not a dgqa demo folder (no {SETTINGS_FILE}); pass another --out"
@@ -192,7 +194,12 @@ class Demo:
         logging.getLogger("accelerate").setLevel(logging.WARNING)  # no per-checkpoint chatter
         self.check_settings()
         for i, stage in enumerate(STAGES, 1):
-            self.run_stage(i, stage, getattr(self, f"stage_{stage}"))
+            try:
+                self.run_stage(i, stage, getattr(self, f"stage_{stage}"))
+            except KeyboardInterrupt:
+                raise DemoError(
+                    f"interrupted in stage {stage}; the finished stages are kept: rerun the same command to go on"
+                ) from None
         report = self.out / "report.md"
         print(f"\n{(self.out / 'verdict.txt').read_text().strip()}\nreport: {report}")
         return report

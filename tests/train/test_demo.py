@@ -103,6 +103,10 @@ def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
     assert cli.main(["demo", "--fast", "--out", str(tmp_path / "mine")]) == 2
     assert "is not a dgqa demo folder" in capsys.readouterr().err
     assert (tmp_path / "mine" / "photo.jpg").read_bytes() == b"keep me"
+    (tmp_path / "file.txt").write_text("data")
+    assert cli.main(["demo", "--fast", "--out", str(tmp_path / "file.txt")]) == 2
+    assert "is a file; pass a folder" in capsys.readouterr().err
+    assert (tmp_path / "file.txt").read_text() == "data"
     assert cli.main(["demo", "--seeds", "1", "--out", str(tmp_path / "x")]) == 2
     assert "--seeds must be at least 2" in capsys.readouterr().err
 
