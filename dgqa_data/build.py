@@ -23,6 +23,7 @@ from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, get_corpus
 from dgqa_data.hub_folder import HubFolderWriter
 from dgqa_data.imagecheck import check_image_bytes
+from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
 
 
@@ -90,6 +91,7 @@ def build_corpus(
     root = Path(root)
     if not root.is_dir():
         raise CorpusError(f"corpus root {root} does not exist or is not a folder")
+    check_output(out, {"corpus root": root})
     _check_options(corpus, options)
     # Pass 1, metadata only: every bad row and duplicate is known before an image is read, and
     # nothing but the names is kept, so memory stays flat in the corpus size (700k rows for KADIS).
@@ -101,6 +103,10 @@ def build_corpus(
             skipped.append(entry)
             continue
         image_id = entry.row["image_id"]
+        problem = corpus.score_problem(entry.row)
+        if problem is not None:
+            skipped.append(Skip(image_id, entry.row.get("_where", ""), problem))
+            continue
         if image_id in seen:
             skipped.append(
                 Skip(image_id, entry.row.get("_where", ""), f"duplicate name (first at {seen[image_id]})")
@@ -115,7 +121,7 @@ def build_corpus(
     del seen
 
     # Pass 2 streams the same rows (``rows`` is deterministic) into the writer.
-    items, ahead = itertools.tee(_unique_items(corpus.rows(root, **options)))
+    items, ahead = itertools.tee(_unique_items(corpus.rows(root, **options), corpus))
 
     features = corpus.features(index_only)
     writer = HubFolderWriter(
@@ -170,11 +176,14 @@ def _check_options(corpus: Corpus, options: dict[str, Any]) -> None:
         )
 
 
-def _unique_items(entries: Iterator[Item | Skip]) -> Iterator[Item]:
-    """The items of ``entries``, first occurrence of each ``image_id`` only (pass 2 of a build)."""
+def _unique_items(entries: Iterator[Item | Skip], corpus: Corpus) -> Iterator[Item]:
+    """The items of ``entries`` that pass 1 kept: first occurrence of each ``image_id``, scores on
+    the corpus' scale (pass 2 of a build)."""
     done: set[str] = set()
     for entry in entries:
-        if isinstance(entry, Item) and entry.row["image_id"] not in done:
+        if isinstance(entry, Skip) or corpus.score_problem(entry.row) is not None:
+            continue
+        if entry.row["image_id"] not in done:
             done.add(entry.row["image_id"])
             yield entry
 

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from dgqa_data.errors import DgqaError
+
 #: KADID distortion types that model each camera degradation (what DGQA should find).
 CAMERA_TYPES = {
     "defocus": (1, 2),
@@ -122,6 +124,6 @@ def pseudo_mos(distorted: np.ndarray, reference: np.ndarray) -> float:
     win = min(11, (min(reference.shape[:2]) - 1) // 16 + 1)
     win -= 1 - win % 2
     if win < 3:
-        raise ValueError(f"pseudo_mos needs images of at least 33 px a side, got {reference.shape[:2]}")
+        raise DgqaError(f"pseudo_mos needs images of at least 33 px a side, got {reference.shape[:2]}")
     score = float(ms_ssim(t(distorted), t(reference), data_range=255, weights=weights, win_size=win))
     return float(1 + 4 * np.clip((score - 0.4) / 0.6, 0, 1))

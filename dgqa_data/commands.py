@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from dgqa_data.errors import DgqaError, at_least
+
 
 def add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build a Hub-layout dataset from an official corpus download")
     p.add_argument("name", help="corpus name (kadid10k, kadis700k, livec, koniq10k, bid, pipal, folder)")
     p.add_argument("--root", required=True, help="the unzipped official download")
     p.add_argument("--out", required=True, help="dataset folder to write, e.g. hub/dgqa/kadid10k")
-    p.add_argument("--num-proc", type=int, default=1, help="processes reading and checking images")
+    p.add_argument(
+        "--num-proc", type=at_least(1), default=1, help="processes reading and checking images (default 1)"
+    )
     p.add_argument(
         "--skip-bad", action="store_true", help="record bad items in skipped.csv instead of failing"
     )
@@ -33,7 +37,7 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--option expects KEY=VALUE, got {pair!r}")
+            raise DgqaError(f"--option expects KEY=VALUE, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -68,16 +72,16 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", choices=["kadis", "full", "random"], default="full")
     p.add_argument("--types", default=None, help="comma-separated type ids or names (default: all 25)")
     p.add_argument("--levels", default=None, help="comma-separated levels (default: 1,2,3,4,5)")
-    p.add_argument("--types-per-reference", type=int, default=1, help="for --plan random")
+    p.add_argument("--types-per-reference", type=at_least(1), default=1, help="for --plan random")
     p.add_argument("--no-pristine", action="store_true", help="do not include the references as class 0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=["dataset", "kadis-files"], default="dataset")
     p.add_argument("--encoding", choices=["png", "bmp"], default="png", help="image encoding inside parquet")
-    p.add_argument("--refs-per-shard", type=int, default=32)
-    p.add_argument("--num-proc", type=int, default=1)
-    p.add_argument("--num-shards", type=int, default=None, help="split the work for a scheduler")
-    p.add_argument("--shard-index", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N references")
+    p.add_argument("--refs-per-shard", type=at_least(1), default=32)
+    p.add_argument("--num-proc", type=at_least(1), default=1, help="worker processes (default 1)")
+    p.add_argument("--num-shards", type=at_least(1), default=None, help="split the work for a scheduler")
+    p.add_argument("--shard-index", type=at_least(0), default=None)
+    p.add_argument("--limit", type=at_least(1), default=None, help="use only the first N references")
     p.add_argument("--corpus", default="synthetic", help="value of the corpus column")
     p.add_argument(
         "--labels",
@@ -135,7 +139,7 @@ def add_subset(sub: argparse._SubParsersAction) -> None:
         help="write a control instead: all types, or a seeded random sample of --size rows "
         "(default size: that of the --selection/--paper subset)",
     )
-    p.add_argument("--size", type=int, default=None, help="rows of a random control")
+    p.add_argument("--size", type=at_least(1), default=None, help="rows of a random control")
     p.add_argument("--seed", type=int, default=0, help="seed of a random control")
     p.add_argument(
         "--target", default=None, help="target in the name <source>-sel-<target> (default: the selection's)"
@@ -165,11 +169,11 @@ def run_subset(args: argparse.Namespace) -> None:
         selection = paper_selection(args.paper)
     kind = args.control or "selection"
     if kind == "selection" and selection is None:
-        raise ValueError("give --selection, --paper or --control")
+        raise DgqaError("give --selection, --paper or --control")
     if kind == "all" and (selection is not None or args.size is not None):
-        raise ValueError("--control all takes no --selection, --paper or --size")
+        raise DgqaError("--control all takes no --selection, --paper or --size")
     if kind == "selection" and args.size is not None:
-        raise ValueError("--size is for --control random")
+        raise DgqaError("--size is for --control random")
     report = write_subset(
         args.source,
         kind=kind,

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from dgqa_data.errors import OutputExistsError
+
 SHARD_BYTES = 500 * 2**20  # Hub guidance: a few hundred MB per parquet file
 ROW_GROUP_ROWS = 100  # small row groups keep image datasets streamable
 
@@ -90,7 +92,9 @@ class HubFolderWriter:
     Args:
         out: final folder. Must not exist unless ``overwrite``.
         features: ``datasets.Features`` of every row (all parts share them).
-        overwrite: replace an existing ``out`` at :meth:`finish` (never before).
+        overwrite: replace an existing ``out`` at :meth:`finish` (never before). Without it, an ``out``
+            that another run created meanwhile is kept and this run's folder discarded (checked at
+            the final rename).
         compress_images: zstd-compress the image column (worth it for BMP; PNG/JPEG are already
             compressed, so the default stores their bytes as is).
     """
@@ -104,8 +108,9 @@ class HubFolderWriter:
         shard_bytes: int = SHARD_BYTES,
     ):
         self.out = Path(out)
+        self.overwrite = overwrite
         if self.out.exists() and not overwrite:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{self.out} already exists; pass overwrite=True (--overwrite) to replace it"
             )
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +195,13 @@ class HubFolderWriter:
                 dest.write_bytes(content)
             else:
                 dest.write_text(content, encoding="utf-8")
+        if self.out.exists() and not self.overwrite:
+            # another run finished into the same folder while this one was writing: keep theirs
+            self.abort()
+            raise OutputExistsError(
+                f"{self.out} appeared while this run was writing it (another run?); it was left as it is and "
+                "this run's output discarded: rerun with --overwrite to replace it"
+            )
         if self.out.exists():
             old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
             self.out.rename(old)

@@ -20,11 +20,16 @@ def check_image_bytes(data: bytes, full: bool = False) -> str | None:
     """
     if not data:
         return "file is empty"
+    if full:
+        from dgqa_data.images import ImageDecodeError, open_rgb
+
+        try:
+            open_rgb(data)
+        except ImageDecodeError as err:
+            return str(err).removeprefix("image: ")
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format
-            if full:
-                im.load()
     except UnidentifiedImageError:
         return "not a readable image (unknown or corrupt header)"
     except (OSError, SyntaxError, ValueError) as err:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dgqa_data import __version__
+from dgqa_data.errors import DgqaError
 from dgqa_data.hub_folder import read_card_metadata
 
 REPO_TYPE = "dataset"
@@ -29,7 +30,7 @@ KEEP_REMOTE = (".gitattributes",)  # created by the Hub; never deleted
 STATUSES = ("new", "changed", "unchanged", "deleted")
 
 
-class PublishError(ValueError):
+class PublishError(DgqaError):
     """Publishing cannot go ahead (no token, not a dataset folder, a tag conflict, a Hub error)."""
 
 

@@ -6,6 +6,8 @@ import math
 
 import datasets
 
+from dgqa_data.errors import DgqaError
+
 #: KADID-10k / KADIS-700k distortion types, id -> snake-case name (ids 1..25; 0 = pristine).
 DISTORTION_NAMES: tuple[str, ...] = (
     "pristine",
@@ -100,11 +102,11 @@ def type_id(name_or_id: str | int) -> int:
     if isinstance(name_or_id, int) or str(name_or_id).strip().isdigit():
         tid = int(name_or_id)
         if not 0 <= tid < NUM_CLASSES:
-            raise ValueError(f"distortion type id {tid} is outside 0..{NUM_CLASSES - 1}")
+            raise DgqaError(f"distortion type id {tid} is outside 0..{NUM_CLASSES - 1}")
         return tid
     name = str(name_or_id).strip().lower()
     if name not in DISTORTION_NAMES:
-        raise ValueError(f"unknown distortion type {name_or_id!r}; known: {', '.join(DISTORTION_NAMES)}")
+        raise DgqaError(f"unknown distortion type {name_or_id!r}; known: {', '.join(DISTORTION_NAMES)}")
     return DISTORTION_NAMES.index(name)
 
 

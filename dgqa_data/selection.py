@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dgqa_data import __version__
+from dgqa_data.errors import DgqaError
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 
 RULES = ("dgqa-vote", "mean-prob", "top-k")
@@ -63,21 +64,46 @@ class Selection:
 
     @classmethod
     def load(cls, path: str | Path) -> Selection:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        bad = [t for t in data.get("selected", []) if not 1 <= int(t) <= 25]
+        """Read and strictly validate a ``selection.json`` (keys, types, integer type ids 1..25)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DgqaError(f"{path}: not a selection.json (invalid JSON: {err})") from None
+        if not isinstance(data, dict):
+            raise DgqaError(f"{path}: not a selection.json (expected a JSON object)")
+        known = set(cls.__dataclass_fields__)
+        if set(data) - known or not {"target", "rule", "selected"} <= set(data):
+            raise DgqaError(
+                f"{path}: not a selection.json: unknown keys {sorted(set(data) - known)}, "
+                f"missing keys {sorted({'target', 'rule', 'selected'} - set(data))}"
+            )
+        selected = data["selected"]
+        if not isinstance(selected, list) or any(
+            isinstance(t, bool) or not isinstance(t, int) for t in selected
+        ):
+            raise DgqaError(f"{path}: 'selected' must be a list of integer type ids, got {selected!r}")
+        bad = [t for t in selected if not 1 <= t <= 25]
         if bad:
-            raise ValueError(f"{path}: selected type ids {bad} are outside 1..25")
+            raise DgqaError(f"{path}: selected type ids {bad} are outside 1..25")
+        if not selected:
+            raise DgqaError(f"{path}: the selection is empty")
+        if data["rule"] not in RULES:
+            raise DgqaError(f"{path}: unknown rule {data['rule']!r}")
+        for key, kind in (("threshold", (int, float)), ("k", int), ("num_images", int)):
+            value = data.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                raise DgqaError(f"{path}: {key!r} must be a number or null, got {value!r}")
         return cls(**data)
 
 
 def _check_logits(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim != 2 or z.shape[1] != NUM_CLASSES:
-        raise ValueError(f"expected logits of shape (M, {NUM_CLASSES}), got {z.shape}")
+        raise DgqaError(f"expected logits of shape (M, {NUM_CLASSES}), got {z.shape}")
     if len(z) == 0:
-        raise ValueError("no target images were scored")
+        raise DgqaError("no target images were scored")
     if not np.isfinite(z).all():
-        raise ValueError("logits contain NaN or inf")
+        raise DgqaError("logits contain NaN or inf")
     return z
 
 
@@ -118,7 +144,19 @@ def select(
         classifier: identity of the classifier (path, sha256), recorded in the result.
     """
     if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+        raise DgqaError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer))):
+        raise DgqaError(f"k must be a whole number, got {k!r}")
+    if rule == "dgqa-vote" and k is not None and not 2 <= k <= NUM_CLASSES:
+        raise DgqaError(
+            f"k of the dgqa-vote rule must be in 2..{NUM_CLASSES} (shares divide by k - 1), got {k}"
+        )
+    if rule == "top-k" and k is not None and not 1 <= k <= NUM_CLASSES - 1:
+        raise DgqaError(f"k of the top-k rule (types kept) must be in 1..{NUM_CLASSES - 1}, got {k}")
+    if rule == "mean-prob" and k is not None:
+        raise DgqaError("k is not used by the mean-prob rule")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
+        raise DgqaError(f"threshold must be a number in [0, 1], got {threshold!r}")
     vote_k = k if (rule == "dgqa-vote" and k) else 4
     shares = vote_shares(logits, vote_k)
     probs = mean_probs(logits)
@@ -158,7 +196,7 @@ def paper_selection(target: str) -> Selection:
     """A selection published in the DGQA README (``livec``, ``koniq10k``, ``bid``, ``pipal1``..``pipal6``)."""
     key = target.lower().replace("-", "").replace("_", "")
     if key not in PAPER_SELECTIONS:
-        raise ValueError(f"no published selection for {target!r}; known: {', '.join(PAPER_SELECTIONS)}")
+        raise DgqaError(f"no published selection for {target!r}; known: {', '.join(PAPER_SELECTIONS)}")
     chosen = list(PAPER_SELECTIONS[key])
     table = [
         {

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from dgqa_data.errors import DgqaError
+
 #: Quality lost by one degradation of severity 1.
 LOSS = 0.8
 
@@ -61,14 +63,14 @@ def type_severity(type_id: int, level: int) -> float:
     if type_id == 0:
         return 0.0
     if not 1 <= type_id <= 25 or not 1 <= level <= 5:
-        raise ValueError(f"type {type_id} level {level}: expected type 1..25 and level 1..5")
+        raise DgqaError(f"type {type_id} level {level}: expected type 1..25 and level 1..5")
     return TYPE_SEVERITY.get(type_id, _DEFAULT)[level - 1]
 
 
 def camera_severity(step: str, value: float) -> float:
     """Severity in [0, 1] of one camera step (a key of :data:`CAMERA_ANCHORS`) of strength ``value``."""
     if step not in CAMERA_ANCHORS:
-        raise ValueError(f"unknown camera step {step!r}; known: {', '.join(CAMERA_ANCHORS)}")
+        raise DgqaError(f"unknown camera step {step!r}; known: {', '.join(CAMERA_ANCHORS)}")
     tid, strengths = CAMERA_ANCHORS[step]
     x = np.asarray(strengths, dtype=np.float64)
     y = np.array([0.0] + [type_severity(tid, lv) for lv in range(1, 6)])

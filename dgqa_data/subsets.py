@@ -40,7 +40,9 @@ import yaml
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import Corpus, CorpusError, Skip, get_corpus, safe_path
+from dgqa_data.errors import DgqaError
 from dgqa_data.hub_folder import HubFolderWriter, read_card_metadata, render_card, write_json
+from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
 from dgqa_data.selection import Selection, format_table, plot_selection
 
@@ -60,11 +62,11 @@ INDEX_ONLY_BEGIN = "<!-- dgqa:index-only -->"
 INDEX_ONLY_END = "<!-- /dgqa:index-only -->"
 
 
-class SubsetError(ValueError):
+class SubsetError(DgqaError):
     """A subset cannot be written (bad source folder, empty selection, size too large, ...)."""
 
 
-class HydrateError(ValueError):
+class HydrateError(DgqaError):
     """Some images of an index-only dataset are missing or do not match their sha256.
 
     Attributes:
@@ -287,6 +289,7 @@ def write_subset(
     index_only = src.index_only or to_index
     features = index_only_features(src.features) if to_index else src.features
     out = Path(out) if out is not None else src.folder.parent / name
+    check_output(out, {"source dataset": src.folder})
     compress = any(
         (c := _corpus_or_none(n)) is not None and c.image_format in ("bmp", "mixed") for n in corpora
     )
@@ -545,6 +548,10 @@ def hydrate(
     features = datasets.Features({k: v for k, v in src.features.items() if k != "sha256"})
     features["image"] = datasets.Image()
     target = Path(out) if out is not None else src.folder
+    # in place (no --out) is the documented mode: the folder is replaced only once complete
+    check_output(
+        target, {"corpus root": root, **({"index-only dataset": src.folder} if out is not None else {})}
+    )
     resolve = _Resolver(root)
     problems: list[str] = []
     writer = HubFolderWriter(target, features, overwrite=overwrite or out is None)

@@ -32,6 +32,8 @@ from tqdm.auto import tqdm
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import CorpusError
+from dgqa_data.errors import DgqaError, OutputExistsError
+from dgqa_data.paths import check_output
 from dgqa_data.schema import base_features, domain_of
 
 PLANS = ("kadis", "full", "random")
@@ -52,12 +54,14 @@ class Reference:
     csv_type: int | None = None
 
     def load(self) -> np.ndarray:
+        from dgqa_data.images import open_rgb
+
         if self.path is not None:
-            img = Image.open(self.path)
-        else:
-            row = _open_dataset(self.dataset)[self.index]["image"]
-            img = Image.open(io.BytesIO(row["bytes"]) if row.get("bytes") else row["path"])
-        return np.asarray(img.convert("RGB"))
+            return np.asarray(open_rgb(self.path, name=f"reference {self.ref_id}"))
+        row = _open_dataset(self.dataset)[self.index]["image"]
+        return np.asarray(
+            open_rgb(row["bytes"] if row.get("bytes") else row["path"], name=f"reference {self.ref_id}")
+        )
 
 
 _DATASETS: dict[str, datasets.Dataset] = {}
@@ -326,17 +330,17 @@ def synthesize(
         ``out`` once every shard is done, else ``None`` (other shards are still to run).
     """
     if plan not in PLANS:
-        raise ValueError(f"unknown plan {plan!r}; choose one of {', '.join(PLANS)}")
+        raise DgqaError(f"unknown plan {plan!r}; choose one of {', '.join(PLANS)}")
     if fmt not in ("dataset", "kadis-files"):
-        raise ValueError(f"unknown format {fmt!r}; choose dataset or kadis-files")
+        raise DgqaError(f"unknown format {fmt!r}; choose dataset or kadis-files")
     if labels not in LABELS:
-        raise ValueError(f"unknown labels {labels!r}; choose one of {', '.join(LABELS)}")
+        raise DgqaError(f"unknown labels {labels!r}; choose one of {', '.join(LABELS)}")
     if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        raise DgqaError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     bad_types = [t for t in (types or []) if not 1 <= int(t) <= 25]
     bad_levels = [lv for lv in (levels or []) if not 1 <= int(lv) <= 5]
     if bad_types or bad_levels:
-        raise ValueError(
+        raise DgqaError(
             f"types must be in 1..25 and levels in 1..5; got types {bad_types}, levels {bad_levels}"
         )
     cfg = SynthPlan(
@@ -354,15 +358,16 @@ def synthesize(
         labels=labels,
     )
     out = Path(out)
+    check_output(out, {"synth source": source})
     if out.exists():
-        raise FileExistsError(f"{out} already exists (a finished synth); remove it to regenerate")
+        raise OutputExistsError(f"{out} already exists (a finished synth); remove it to regenerate")
     refs = find_references(source, limit)
     total_shards = -(-len(refs) // refs_per_shard)
     if num_shards is None and shard_index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         num_shards, shard_index = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     num_shards, shard_index = num_shards or 1, shard_index or 0
     if not 0 <= shard_index < num_shards:
-        raise ValueError(f"--shard-index {shard_index} must be in 0..{num_shards - 1}")
+        raise DgqaError(f"--shard-index {shard_index} must be in 0..{num_shards - 1}")
 
     work = out.parent / f".{out.name}.partial"
     _prepare_work(work, cfg, fmt)
@@ -408,7 +413,7 @@ def _prepare_work(work: Path, cfg: SynthPlan, fmt: str) -> None:
     if plan_file.exists():
         old = json.loads(plan_file.read_text())
         if old.get("key") != state["key"] or old.get("format") != fmt:
-            raise ValueError(
+            raise DgqaError(
                 f"{work} holds partial output of a different plan; rerun with the same arguments to resume, "
                 "or delete it to start over"
             )

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from dgqa_data.paths import check_output
 from dgqa_train.config import parse_config
 from dgqa_train.train import RESULTS_NAME, TrainConfig, config_hash
 
@@ -218,6 +219,7 @@ def run_bench(
         ``{"ran": [...], "skipped": [...], "failed": [...], "leaderboard": rows, "files": [...]}``.
     """
     out = Path(out)
+    check_output(out, {f"dataset {s}": s for s in [*trains, *evals]})
     seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
     cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []))
     summary: dict[str, Any] = {"ran": [], "skipped": [], "failed": []}

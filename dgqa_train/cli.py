@@ -7,7 +7,7 @@ import sys
 
 from dgqa_data import __version__
 from dgqa_data import commands as data_commands
-from dgqa_data.corpora.base import CorpusError
+from dgqa_data.errors import DgqaError
 from dgqa_train import commands as train_commands
 
 
@@ -23,12 +23,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. A :class:`~dgqa_data.errors.DgqaError`, or an operating-system error on a named
+    path (missing, unreadable, unwritable), is a mistake the user can fix: one line, exit code 2.
+    Ctrl-C: one line, exit code 130. Anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         rc = args.func(args)
-    except (CorpusError, FileExistsError, FileNotFoundError, ValueError) as err:
+    except DgqaError as err:
         print(f"dgqa {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.filename is None:
+            raise
+        print(f"dgqa {args.command}: error: {err.strerror or err}: {err.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dgqa {args.command}: interrupted", file=sys.stderr)
+        return 130
     return rc if isinstance(rc, int) else 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from dgqa_data.errors import at_least, fraction
 from dgqa_data.selection import RULES
 
 # ------------------------------------------------------------------------------------------------
@@ -39,13 +40,15 @@ def add_score_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--target", required=True, help="target dataset folder or Hub id, optionally '<spec>:<split>'"
     )
     p.add_argument("--out", required=True, help="output folder (scores.parquet + scores.json)")
-    p.add_argument("--crops", type=int, default=5, help="random crops per image (default 5)")
+    p.add_argument("--crops", type=at_least(1), default=5, help="random crops per image (default 5)")
     p.add_argument(
-        "--crop_size", "--crop-size", type=int, default=None, help="default: the classifier's (224)"
+        "--crop_size", "--crop-size", type=at_least(1), default=None, help="default: the classifier's (224)"
     )
-    p.add_argument("--batch_size", "--batch-size", type=int, default=16, help="images per process and step")
+    p.add_argument(
+        "--batch_size", "--batch-size", type=at_least(1), default=16, help="images per process and step"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random crops")
-    p.add_argument("--num_workers", "--num-workers", type=int, default=0, help="dataloader workers")
+    p.add_argument("--num_workers", "--num-workers", type=at_least(0), default=0, help="dataloader workers")
     p.add_argument("--mixed_precision", "--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
     return p
 
@@ -70,8 +73,10 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--scores", help="folder written by `dgqa score`")
     src.add_argument("--paper", help="a published DGQA selection: livec, koniq10k, bid, pipal1..pipal6")
     p.add_argument("--rule", choices=RULES, default="dgqa-vote", help="default: dgqa-vote")
-    p.add_argument("--threshold", type=float, default=None, help="override the rule's threshold")
-    p.add_argument("--k", type=int, default=None, help="top-k of the vote (dgqa-vote) or types kept (top-k)")
+    p.add_argument("--threshold", type=fraction, default=None, help="override the rule's threshold")
+    p.add_argument(
+        "--k", type=at_least(1), default=None, help="top-k of the vote (dgqa-vote) or types kept (top-k)"
+    )
     p.add_argument("--target", default=None, help="target name to record (default: from scores.json)")
     p.add_argument("--out", default=None, help="report folder (default: the --scores folder)")
     p.set_defaults(func=run_select)
@@ -112,10 +117,10 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="folder written by `dgqa train`")
     p.add_argument("--dataset", help="score every row of this dataset (PATH[:SPLIT]) instead of files")
     p.add_argument("--out", help="also write a CSV (image,quality)")
-    p.add_argument("--crops", type=int, default=5, help="seeded crops averaged per image")
+    p.add_argument("--crops", type=at_least(1), default=5, help="seeded crops averaged per image")
     p.add_argument("--seed", type=int, default=123, help="crop seed")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=at_least(1), default=16)
+    p.add_argument("--num-workers", type=at_least(0), default=0)
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -136,10 +141,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbones", required=True, help="comma list, e.g. tiny-resnet,resnet50")
     p.add_argument("--train", required=True, help="comma list of training datasets (PATH[:SPLIT])")
     p.add_argument("--eval", required=True, help="comma list of eval datasets (PATH[:SPLIT])")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per cell: base-seed, base-seed+1, ...")
+    p.add_argument("--seeds", type=at_least(1), default=3, help="seeds per cell: base-seed, base-seed+1, ...")
     p.add_argument("--base-seed", type=int, default=123)
     p.add_argument("--out", required=True, help="benchmark folder (runs/ + leaderboard.{csv,md,png})")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: the training default, 24)")
+    p.add_argument("--epochs", type=at_least(0), help="epochs per run (default: the training default, 24)")
     p.add_argument("--train-args", default="", help='extra train flags per cell, e.g. "--lr_head 1e-3"')
     p.add_argument("--launcher", help='run cells as subprocesses, e.g. "accelerate launch --num_processes 2"')
 
@@ -168,7 +173,9 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
     """``dgqa probe --train D [D ...] --eval E --out DIR``."""
     from dgqa_train import probe
 
-    p = sub.add_parser("probe", help="linear probe: frozen backbone features + ridge/MLP head per training set")
+    p = sub.add_parser(
+        "probe", help="linear probe: frozen backbone features + ridge/MLP head per training set"
+    )
     probe.add_arguments(p)
     p.set_defaults(func=lambda args: probe.run(args) and None)
 
@@ -177,7 +184,9 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     """``dgqa demo [--out DIR] [--fast] [--seeds N] [--backbone NAME] [--num-proc N]``."""
     from dgqa_train import demo
 
-    p = sub.add_parser("demo", help="the whole DGQA method on photos shipped with scikit-image, with a report")
+    p = sub.add_parser(
+        "demo", help="the whole DGQA method on photos shipped with scikit-image, with a report"
+    )
     demo.add_arguments(p)
     p.set_defaults(func=lambda args: demo.run(args) and None)
 

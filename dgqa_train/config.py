@@ -15,6 +15,8 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from transformers import HfArgumentParser
 
+from dgqa_data.errors import DgqaError
+
 T = TypeVar("T")
 
 
@@ -26,7 +28,7 @@ def parse_config(cls: type[T], argv: list[str] | None = None) -> T:
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
-            raise SystemExit("--config needs a file path")
+            raise DgqaError("--config needs a file path")
         path = Path(argv[i + 1])
         del argv[i : i + 2]
         data = (
@@ -37,7 +39,7 @@ def parse_config(cls: type[T], argv: list[str] | None = None) -> T:
         known = {f.dest for f in parser._actions}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SystemExit(f"{path}: unknown config key(s) {', '.join(unknown)}")
+            raise DgqaError(f"{path}: unknown config key(s) {', '.join(unknown)}")
         parser.set_defaults(**data)
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     return config

@@ -7,7 +7,6 @@ would: evaluation numbers do not depend on the world size.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.images import open_rgb
 from dgqa_data.schema import type_id
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,12 +43,17 @@ def load_iqa_dataset(
     if not Path(spec).exists() and ":" in spec:
         path, spec_split = spec.rsplit(":", 1)
         split = split or spec_split
-    loaded = datasets.load_dataset(path, streaming=streaming)
+    try:
+        loaded = datasets.load_dataset(path, streaming=streaming)
+    except FileNotFoundError as err:  # also datasets' DatasetNotFoundError / DataFilesNotFoundError
+        raise MissingInputError(
+            f"dataset {spec}: neither a dataset folder with data files nor a Hub dataset reachable from here ({err})"
+        ) from None
     if split is None:
         names = list(loaded.keys())
         split = "train" if "train" in names else ("test" if "test" in names else names[0])
     if split not in loaded:
-        raise ValueError(f"{path} has no split {split!r}; it has {', '.join(loaded.keys())}")
+        raise DgqaError(f"{path} has no split {split!r}; it has {', '.join(loaded.keys())}")
     ds = loaded[split]
     if isinstance(ds.features["image"], datasets.Image):
         ds = ds.cast_column("image", datasets.Image(decode=False))
@@ -58,12 +64,13 @@ def load_iqa_dataset(
 
 
 def decode_rgb(image: dict | Image.Image) -> Image.Image:
-    """An undecoded ``{"bytes", "path"}`` image (or a PIL image) as RGB."""
+    """An undecoded ``{"bytes", "path"}`` image (or a PIL image) as 8-bit RGB
+    (:func:`dgqa_data.images.open_rgb`: mode-aware, errors name the image)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return open_rgb(image)
     if image.get("bytes") is not None:
-        return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
-    return Image.open(image["path"]).convert("RGB")
+        return open_rgb(image["bytes"], name=image.get("path") or "image")
+    return open_rgb(image["path"])
 
 
 def random_crops(
@@ -123,12 +130,12 @@ class CropDataset(torch.utils.data.Dataset):
         seed: int = 0,
     ):
         if label not in ds.column_names:
-            raise ValueError(f"dataset has no {label!r} column; columns: {ds.column_names}")
+            raise DgqaError(f"dataset has no {label!r} column; columns: {ds.column_names}")
         self.ds = ds
         self.labels = ds[label]
         if label == "quality" and any(v is None for v in self.labels):
             missing = sum(v is None for v in self.labels)
-            raise ValueError(
+            raise DgqaError(
                 f"{missing} row(s) have no quality label; an unlabeled set cannot train a regressor"
             )
         self.crop_size, self.num_crops, self.train, self.label = crop_size, num_crops, train, label

@@ -39,6 +39,7 @@ from PIL import Image
 
 from dgqa_data import __version__
 from dgqa_data.camera import CAMERA_TYPES, simulate_capture
+from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 
 SOURCE_PHOTOS = ("astronaut", "motorcycle", "hubble_deep_field", "retina")
@@ -49,7 +50,7 @@ STAGES = ("photos", "source", "target", "classifier", "subsets", "regressors", "
 SETTINGS_FILE = "demo.json"
 
 
-class DemoError(ValueError):
+class DemoError(DgqaError):
     """A demo run that cannot start or continue (a clear message, no traceback)."""
 
 
@@ -635,7 +636,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--fast", action="store_true", help="smaller tiles and fewer images: under 3 minutes on 2 cores"
     )
     p.add_argument(
-        "--seeds", type=int, default=3, help="seeds per arm, and random controls (default 3, at least 2)"
+        "--seeds",
+        type=at_least(2),
+        default=3,
+        help="seeds per arm, and random controls (default 3, at least 2)",
     )
     p.add_argument(
         "--backbone",
@@ -655,16 +659,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="fine-tune the whole regressor (dgqa train, 3 epochs per arm and seed) "
         "instead of a head on frozen features: slow on a CPU",
     )
-    p.add_argument("--num-proc", type=int, default=1, help="processes for synthesis and building (default 1)")
+    p.add_argument(
+        "--num-proc", type=at_least(1), default=1, help="processes for synthesis and building (default 1)"
+    )
     return p
 
 
 def run(args: argparse.Namespace) -> Path:
     """``dgqa demo``."""
-    if args.seeds < 2:
-        raise DemoError("--seeds must be at least 2 (the report shows a spread over seeds)")
-    if args.num_proc < 1:
-        raise DemoError("--num-proc must be at least 1")
     settings = DemoSettings(
         fast=args.fast, seeds=args.seeds, backbone=args.backbone, head=args.head, finetune=args.finetune
     )

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from scipy import optimize, special, stats
 
+from dgqa_data.errors import DgqaError
+
 MIN_ITEMS = 2  # every correlation here is defined (and computed by scipy) from two items on
 MIN_ITEMS_LOGISTIC = 5  # 4 parameters + at least one degree of freedom
 
@@ -35,7 +37,7 @@ def _as_array(x: Any, name: str) -> np.ndarray:
     if arr.ndim > 1:
         squeezed = arr.squeeze()
         if squeezed.ndim > 1:
-            raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+            raise DgqaError(f"{name} must be 1-D, got shape {arr.shape}")
         arr = squeezed.reshape(-1)
     return arr.reshape(-1)
 
@@ -43,13 +45,13 @@ def _as_array(x: Any, name: str) -> np.ndarray:
 def _validate(pred: ArrayLike, mos: ArrayLike, min_items: int = MIN_ITEMS) -> tuple[np.ndarray, np.ndarray]:
     p, m = _as_array(pred, "pred"), _as_array(mos, "mos")
     if p.shape != m.shape:
-        raise ValueError(f"pred and mos differ in length: {p.size} vs {m.size}")
+        raise DgqaError(f"pred and mos differ in length: {p.size} vs {m.size}")
     if p.size < min_items:
-        raise ValueError(f"need at least {min_items} items to compute this metric, got {p.size}")
+        raise DgqaError(f"need at least {min_items} items to compute this metric, got {p.size}")
     for name, arr in (("pred", p), ("mos", m)):
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
-            raise ValueError(
+            raise DgqaError(
                 f"{name} has {bad.size} non-finite value(s) (NaN/inf), first at index {int(bad[0])}: {arr[bad[0]]}"
             )
     return p, m
@@ -226,9 +228,9 @@ def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> to
     """
     p, t = pred.reshape(-1), target.reshape(-1)
     if p.numel() != t.numel():
-        raise ValueError(f"pred and target differ in size: {p.numel()} vs {t.numel()}")
+        raise DgqaError(f"pred and target differ in size: {p.numel()} vs {t.numel()}")
     if p.numel() == 0:
-        raise ValueError("plcc_loss needs a non-empty batch")
+        raise DgqaError("plcc_loss needs a non-empty batch")
     dtype = torch.float64 if p.dtype == torch.float64 else torch.float32
     p, t = p.to(dtype), t.to(dtype)
     pc, tc = p - p.mean(), t - t.mean()

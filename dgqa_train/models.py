@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.schema import NUM_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def pooled_features(outputs: Any) -> torch.Tensor:
         return hidden.mean(dim=(2, 3))
     if hidden.ndim == 3:
         return hidden[:, 0]
-    raise ValueError(f"cannot pool backbone output of shape {tuple(hidden.shape)}")
+    raise DgqaError(f"cannot pool backbone output of shape {tuple(hidden.shape)}")
 
 
 def _feature_dim_from_config(config: Any) -> int | None:
@@ -293,7 +294,7 @@ def _stage_modules(backbone: nn.Module) -> list[nn.Module]:
         return list(
             {id(m): m for m in (layers[max(0, round(len(layers) * q / 4) - 1)] for q in (1, 2, 3))}.values()
         )
-    raise ValueError(f"multilevel features are not supported for {type(backbone).__name__}")
+    raise DgqaError(f"multilevel features are not supported for {type(backbone).__name__}")
 
 
 class MultiLevelFeatures(nn.Module):
@@ -361,7 +362,7 @@ def backbone_from_hf_config(config: Any) -> TransformersBackbone:
         config = dict(config)
         model_type = config.pop("model_type", None)
         if not model_type:
-            raise ValueError("the saved transformers backbone config has no 'model_type'")
+            raise DgqaError("the saved transformers backbone config has no 'model_type'")
         config = AutoConfig.for_model(model_type, **config)
     return TransformersBackbone(AutoModel.from_config(config, **_model_kwargs(config)))
 
@@ -487,19 +488,19 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise DgqaError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+            raise DgqaError(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.num_outputs is None:
             self.num_outputs = NUM_CLASSES if self.task == "classify" else 1
         if int(self.num_outputs) < 1:
-            raise ValueError(f"num_outputs must be >= 1, got {self.num_outputs}")
+            raise DgqaError(f"num_outputs must be >= 1, got {self.num_outputs}")
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:
                 value = [float(v) for v in value]
                 if len(value) != 3:
-                    raise ValueError(f"{name} must have 3 values (RGB), got {value}")
+                    raise DgqaError(f"{name} must have 3 values (RGB), got {value}")
                 setattr(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
@@ -512,7 +513,7 @@ class ModelConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
-            raise ValueError(
+            raise DgqaError(
                 f"unknown ModelConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}"
             )
         return cls(**dict(data))
@@ -591,7 +592,7 @@ class IQAModel(nn.Module):
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, feature_dim)``."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(
+            raise DgqaError(
                 f"expected a normalised float tensor (B, 3, H, W), got shape {tuple(pixel_values.shape)}"
             )
         return self.backbone(pixel_values)
@@ -691,7 +692,7 @@ def load_model(directory: str | os.PathLike[str], map_location: str | torch.devi
     folder = Path(directory)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / name).is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{folder / name} not found: not a folder written by dgqa_train.models.save_model"
             )
     config = ModelConfig.load(folder / CONFIG_NAME)
@@ -702,7 +703,7 @@ def load_model(directory: str | os.PathLike[str], map_location: str | torch.devi
     elif config.backbone in _REGISTRY:
         backbone, dim = build_backbone(config.backbone, pretrained=False, image_size=config.crop_size)
     else:
-        raise ValueError(
+        raise DgqaError(
             f"{folder / CONFIG_NAME}: backbone {config.backbone!r} is not a short name and config.extra has no "
             "'hf_config' to rebuild it from"
         )
@@ -714,7 +715,7 @@ def load_model(directory: str | os.PathLike[str], map_location: str | torch.devi
         model, str(folder / WEIGHTS_NAME), strict=False, device=str(map_location)
     )
     if missing or unexpected:
-        raise ValueError(
+        raise DgqaError(
             f"{folder / WEIGHTS_NAME} does not match the model in {CONFIG_NAME}: "
             f"missing {sorted(missing)[:20]}, unexpected {sorted(unexpected)[:20]}"
         )
@@ -773,7 +774,7 @@ def _torch_load_safe(path: Path) -> Any:
                 needed = f" It references: {getter(str(path))}."
             except Exception:  # noqa: BLE001 - only used to enrich the message
                 needed = ""
-        raise ValueError(
+        raise DgqaError(
             f"{path}: torch.load(weights_only=True) refused to unpickle non-tensor objects.{needed} "
             "dgqa does not fall back to unsafe pickle loading. If you trust this file, call "
             "load_official_dgqa_checkpoint(path, trust_pickle=True), or re-save just its state dict: "
@@ -788,16 +789,16 @@ def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(
+        raise DgqaError(
             f"{path}: expected a state dict or a dict with a 'state_dict' entry, got {type(obj).__name__}"
         )
     state: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{path}: state dict entry {key!r} is a {type(value).__name__}, not a tensor")
+            raise DgqaError(f"{path}: state dict entry {key!r} is a {type(value).__name__}, not a tensor")
         name = key[len("module.") :] if key.startswith("module.") else key
         if name in state:
-            raise ValueError(f"{path}: key {name!r} appears both with and without the 'module.' prefix")
+            raise DgqaError(f"{path}: key {name!r} appears both with and without the 'module.' prefix")
         state[name] = value
     return state
 
@@ -820,7 +821,7 @@ def sequential_to_torchvision_names(state: Mapping[str, torch.Tensor]) -> dict[s
         elif key.startswith("classify.0."):
             name = "classify." + key[len("classify.0.") :]
         if name in out:
-            raise ValueError(f"key {name!r} appears in both the Sequential and the torchvision naming")
+            raise DgqaError(f"key {name!r} appears in both the Sequential and the torchvision naming")
         out[name] = value
     return out
 
@@ -860,7 +861,7 @@ def map_official_state_dict(
             parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:20]}")
         if shapes:
             parts.append(f"shape mismatches ({len(shapes)}): {shapes[:20]}")
-        raise ValueError(
+        raise DgqaError(
             f"{source} is not a DGQA ResNet-50 + classify(2048 -> {NUM_CLASSES}) checkpoint: "
             + "; ".join(parts)
         )
@@ -888,7 +889,7 @@ def load_official_dgqa_checkpoint(path: str | os.PathLike[str], trust_pickle: bo
     """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"official DGQA checkpoint not found: {file}")
+        raise MissingInputError(f"official DGQA checkpoint not found: {file}")
     obj = torch.load(file, map_location="cpu", weights_only=False) if trust_pickle else _torch_load_safe(file)
     state = _extract_state_dict(obj, file)
     meta = {"source": "official DGQA checkpoint", "checkpoint": file.name}

@@ -16,6 +16,8 @@ import datasets
 import numpy as np
 import torch
 
+from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.paths import check_output
 from dgqa_train.evaluate import predict_batches
 from dgqa_train.models import IQAModel, load_model
 
@@ -53,7 +55,7 @@ def predict_files(
     """
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(f"image file(s) not found: {', '.join(missing[:10])}")
+        raise MissingInputError(f"image file(s) not found: {', '.join(missing[:10])}")
     if not isinstance(model, torch.nn.Module):
         model = load_model(model)
     rows = {"image": [{"bytes": None, "path": str(p)} for p in paths], "quality": [float("nan")] * len(paths)}
@@ -86,9 +88,12 @@ def predict_dataset(
 def run(args: argparse.Namespace) -> None:
     """``dgqa predict``: one ``image<TAB>quality`` line per image on stdout, optionally a CSV."""
     if bool(args.images) == bool(args.dataset):
-        raise ValueError("give image files or --dataset (exactly one of them)")
+        raise DgqaError("give image files or --dataset (exactly one of them)")
     if args.crops < 1:
-        raise ValueError(f"--crops must be >= 1, got {args.crops}")
+        raise DgqaError(f"--crops must be >= 1, got {args.crops}")
+    if args.out:
+        inputs = {"model": args.model, "dataset": args.dataset, **{f"image {p}": p for p in args.images}}
+        check_output(args.out, inputs)
     model = load_model(args.model)
     if torch.cuda.is_available():
         model = model.cuda()

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dgqa_data.errors import DgqaError, at_least
+from dgqa_data.paths import check_output
 from dgqa_train.data import center_crop, decode_rgb, load_iqa_dataset
 from dgqa_train.models import IQAModel, build_model
 
@@ -250,7 +252,7 @@ def fit_head(
         return fit_ridge(x, y, groups=groups, seed=seed)
     if head == "mlp":
         return fit_mlp(x, y, seed=seed)
-    raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    raise DgqaError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
 
 
 # -- the protocol ---------------------------------------------------------------------------------
@@ -266,7 +268,7 @@ def labelled(ds: Any, spec: str, role: str) -> np.ndarray:
     q = ds["quality"] if "quality" in ds.column_names else [None] * len(ds)
     missing = [i for i, v in enumerate(q) if v is None]
     if missing:
-        raise ValueError(
+        raise DgqaError(
             f"{role} dataset {spec}: {len(missing)} of {len(q)} row(s) have no quality label "
             f"(first rows {missing[:3]}); the linear probe needs labelled {role} data"
         )
@@ -307,7 +309,7 @@ def probe(
     from dgqa_train.metrics import iqa_metrics
 
     if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+        raise DgqaError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     model = build_model(
         backbone, task="regress", pretrained=pretrained, crop_size=crop_size, features=features
     )
@@ -347,20 +349,23 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="multilevel",
         help="multilevel (pooled output + mean/std of every stage; default) or pooled",
     )
-    p.add_argument("--crop_size", type=int, default=224, help="centre-crop side in pixels (default 224)")
+    p.add_argument(
+        "--crop_size", type=at_least(1), default=224, help="centre-crop side in pixels (default 224)"
+    )
     p.add_argument(
         "--head", choices=HEADS, default="ridge", help="ridge (GCV penalty) or mlp (default ridge)"
     )
-    p.add_argument("--seeds", type=int, default=3, help="fits per training set, seeds 0..N-1 (default 3)")
+    p.add_argument(
+        "--seeds", type=at_least(1), default=3, help="fits per training set, seeds 0..N-1 (default 3)"
+    )
     p.add_argument("--cache_dir", default=None, help="feature cache folder (default <out>/features)")
     return p
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``dgqa probe``: fit, print a table, write ``<out>/probe.json``."""
-    if args.seeds < 1 or args.crop_size < 1:
-        raise ValueError("--seeds and --crop_size must be >= 1")
     out = Path(args.out)
+    check_output(out, {f"dataset {s}": s for s in [*args.train, args.eval]})
     records = probe(
         args.train,
         args.eval,

@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 import torch
 
 from dgqa_data import __version__
+from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 from dgqa_train.config import make_accelerator
 from dgqa_train.data import CropDataset, load_iqa_dataset
@@ -66,11 +68,11 @@ def load_classifier(path: str | Path) -> tuple[IQAModel, dict[str, Any]]:
     elif p.is_dir():
         model, weights, fmt = load_model(p), p / WEIGHTS_NAME, "dgqa"
     else:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"classifier {p} is neither a saved dgqa model folder nor a .pth.tar checkpoint"
         )
     if model.task != "classify" or model.config.num_outputs != NUM_CLASSES:
-        raise ValueError(
+        raise DgqaError(
             f"{p} is a {model.task} model with {model.config.num_outputs} outputs, not a {NUM_CLASSES}-way domain classifier"
         )
     identity = {
@@ -100,9 +102,18 @@ def load_scores(folder: str | Path) -> Scores:
     folder = Path(folder)
     for name in (SCORES_FILE, SCORES_META):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} not found: not a folder written by `dgqa score`")
+            raise MissingInputError(f"{folder / name} not found: not a folder written by `dgqa score`")
     table = pq.read_table(folder / SCORES_FILE)
-    logits = np.asarray(table.column("logits").to_pylist(), dtype=np.float32).reshape(-1, NUM_CLASSES)
+    if "logits" not in table.column_names or "image_id" not in table.column_names:
+        raise DgqaError(f"{folder / SCORES_FILE}: no image_id/logits columns; not written by `dgqa score`")
+    rows = table.column("logits").to_pylist()
+    bad = [i for i, r in enumerate(rows) if r is None or len(r) != NUM_CLASSES]
+    if bad:
+        raise DgqaError(
+            f"{folder / SCORES_FILE}: row {bad[0]} has {len(rows[bad[0]] or [])} logits, not {NUM_CLASSES} "
+            f"({len(bad)} such row(s)); scores of a {NUM_CLASSES}-way domain classifier are needed"
+        )
+    logits = np.asarray(rows, dtype=np.float32).reshape(-1, NUM_CLASSES)
     meta = json.loads((folder / SCORES_META).read_text())
     return Scores(table.column("image_id").to_pylist(), logits, meta)
 
@@ -156,13 +167,14 @@ def score(
         The scores (on every process).
     """
     out = Path(out)
+    check_output(out, {"classifier": classifier, "target": target})
     accelerator = make_accelerator(out, mixed_precision=mixed_precision, seed=seed)
     model, identity = load_classifier(classifier)
     crop_size = crop_size or model.config.crop_size
     with accelerator.main_process_first():
         ds = load_iqa_dataset(target)
     if len(ds) == 0:
-        raise ValueError(f"target {target} has no images")
+        raise DgqaError(f"target {target} has no images")
     mean, std = model.normalization
     dataset = CropDataset(
         ds, crop_size, num_crops=crops, train=False, label="distortion_type", mean=mean, std=std, seed=seed

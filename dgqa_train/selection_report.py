@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from dgqa_data.errors import DgqaError
 from dgqa_data.selection import Selection, format_table, paper_selection, plot_selection, select
 from dgqa_train.score import load_scores
 
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> Selection:
     """Select, print the per-domain table and write the report."""
     if args.paper:
         if args.out is None:
-            raise ValueError("--paper needs --out")
+            raise DgqaError("--paper needs --out")
         selection = paper_selection(args.paper)
     else:
         selection = select_from_scores(args.scores, args.rule, args.threshold, args.k, args.target)

@@ -35,6 +35,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Sampler  # noqa: E402
 
+from dgqa_data.errors import DgqaError, MissingInputError  # noqa: E402
+from dgqa_data.paths import check_output  # noqa: E402
 from dgqa_train.config import make_accelerator, parse_config, save_config  # noqa: E402
 from dgqa_train.data import CropDataset, decode_rgb, load_iqa_dataset, random_crops  # noqa: E402
 from dgqa_train.evaluate import METRIC_LABELS, evaluate_loader, json_safe, to_model_input  # noqa: E402
@@ -132,18 +134,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}")
+            raise DgqaError(f"--loss must be one of {LOSSES}, got {self.loss!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise DgqaError(f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("batch_size", "gradient_accumulation_steps", "crop_size", "test_crops"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+                raise DgqaError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs < 0:
-            raise ValueError(f"--epochs must be >= 0, got {self.epochs}")
+            raise DgqaError(f"--epochs must be >= 0, got {self.epochs}")
         if self.epochs > 0 and not self.train_dataset:
-            raise ValueError("--train_dataset is required to train (use --epochs 0 to only evaluate)")
+            raise DgqaError("--train_dataset is required to train (use --epochs 0 to only evaluate)")
         if self.epochs == 0 and not self.eval_datasets:
-            raise ValueError("--epochs 0 evaluates only, so it needs --eval_datasets")
+            raise DgqaError("--epochs 0 evaluates only, so it needs --eval_datasets")
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -204,7 +206,7 @@ class StreamCrops(torch.utils.data.IterableDataset):
         ds.set_epoch(self.epoch)
         for row in ds:
             if row["quality"] is None:
-                raise ValueError(f"row {row.get('image_id')!r} has no quality label")
+                raise DgqaError(f"row {row.get('image_id')!r} has no quality label")
             key = zlib.crc32(str(row["image_id"]).encode())
             rng = np.random.default_rng((self.seed, self.epoch, key))
             crops = random_crops(decode_rgb(row["image"]), self.crop_size, 1, rng, flip=True)
@@ -287,7 +289,7 @@ def build_regressor(config: TrainConfig) -> IQAModel:
     if config.init_model:
         model = load_model(config.init_model)
         if model.task != "regress":
-            raise ValueError(f"--init_model {config.init_model} is a {model.task} model, not a regressor")
+            raise DgqaError(f"--init_model {config.init_model} is a {model.task} model, not a regressor")
         return model
     return build_model(
         ModelConfig(
@@ -344,7 +346,7 @@ def _checkpoint_dir(output_dir: Path, resume: str | None) -> Path | None:
     if resume != "latest":
         path = Path(resume)
         if not path.is_dir():
-            raise FileNotFoundError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
+            raise MissingInputError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
         return path
     folders = [
         p for p in (output_dir / "checkpoints").glob("checkpoint_*") if p.name.split("_")[-1].isdigit()
@@ -364,6 +366,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         The ``results.json`` content (see :func:`results_dict`).
     """
     out = Path(config.output_dir)
+    inputs = {"training dataset": config.train_dataset, "initial model": config.init_model}
+    check_output(
+        out, inputs | {f"eval dataset {i + 1}": s for i, s in enumerate(config.eval_datasets)}, "--output_dir"
+    )
     accelerator = make_accelerator(
         out, config.mixed_precision, config.gradient_accumulation_steps, config.report_to, config.seed
     )
@@ -371,7 +377,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     ckpt_root = out / "checkpoints"
     if ckpt is None and ckpt_root.is_dir() and any(ckpt_root.iterdir()):
         if not config.overwrite_output_dir:
-            raise ValueError(
+            raise DgqaError(
                 f"{ckpt_root} holds checkpoints of an earlier run: pass --resume_from_checkpoint latest "
                 "or --overwrite_output_dir"
             )
@@ -398,7 +404,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             data = UInt8Crops(ds, config.crop_size, 1, train=True, seed=config.seed)
             train_info["images"] = len(data)
             if len(data) == 0:
-                raise ValueError(
+                raise DgqaError(
                     f"{config.train_dataset}: no training images (domains filter {config.domains})"
                 )
         train_dl = make_loader(data, config.batch_size, config.seed, True, config.num_workers)

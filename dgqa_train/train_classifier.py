@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.paths import check_output
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_train.config import make_accelerator, parse_config, save_config
 from dgqa_train.data import CropDataset, load_iqa_dataset
@@ -91,12 +93,12 @@ class ClassifierTrainConfig:
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+            raise DgqaError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+            raise DgqaError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         for name in ("epochs", "batch_size", "crop_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise DgqaError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 class EpochPermutationSampler(torch.utils.data.Sampler[int]):
@@ -137,7 +139,7 @@ def split_by_reference(ds: Any, fraction: float, seed: int) -> tuple[list[int], 
     keys = [r if r is not None else i for r, i in zip(refs, ids)]
     groups = sorted(set(keys))
     if len(groups) < 2:
-        raise ValueError(
+        raise DgqaError(
             f"cannot hold out {fraction:.0%} by reference: the dataset has {len(groups)} reference image(s); "
             "pass --eval_fraction 0 or --eval_dataset"
         )
@@ -154,7 +156,7 @@ def _check_labels(ds: Any, name: str) -> None:
     bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
     if bad.size:
         ids = ds.select(bad[:3].tolist())["image_id"] if "image_id" in ds.column_names else bad[:3].tolist()
-        raise ValueError(
+        raise DgqaError(
             f"{name}: {bad.size} row(s) have no distortion type in 0..{NUM_CLASSES - 1} (e.g. {ids}); "
             "the domain classifier trains on labelled synthetic data (pristine + KADID types)"
         )
@@ -253,6 +255,8 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
         The contents of ``metrics.json`` (``epochs``: per-epoch records, ``global_step``, ...).
     """
     out = Path(config.output_dir)
+    inputs = {"training dataset": config.train_dataset, "held-out dataset": config.eval_dataset}
+    check_output(out, inputs, "--output_dir")
     accelerator = make_accelerator(
         out,
         mixed_precision=config.mixed_precision,
@@ -313,7 +317,7 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
             log(f"no checkpoint under {out / 'checkpoints'}; starting from scratch")
         else:
             if not (ckpt / STATE_FILE).is_file():
-                raise FileNotFoundError(f"{ckpt} is not a complete dgqa checkpoint (no {STATE_FILE})")
+                raise MissingInputError(f"{ckpt} is not a complete dgqa checkpoint (no {STATE_FILE})")
             accelerator.load_state(str(ckpt))
             state.update(json.loads((ckpt / STATE_FILE).read_text()))
             log(

@@ -12,10 +12,11 @@ from typing import Any
 
 import datasets
 
+from dgqa_data.errors import DgqaError
 from dgqa_data.schema import to_quality
 
 
-class CorpusError(ValueError):
+class CorpusError(DgqaError):
     """A problem with an official download: names the file (and row) and what is wrong."""
 
 
@@ -61,6 +62,8 @@ class Corpus:
         image_format: how images are shipped (``"png"``, ``"jpeg"``, ``"bmp"``, ``"mixed"``).
         configure: optional ``configure(corpus, **options) -> Corpus`` used by :meth:`for_build`.
         card_template: card template in ``dataset_cards/`` (default: ``name``).
+        bounded_scale: whether ``score_range`` bounds every score (a rating scale); False for open
+            scales such as Elo, whose range is only what was observed.
     """
 
     name: str
@@ -81,6 +84,17 @@ class Corpus:
     image_format: str = "mixed"
     configure: Callable[..., Corpus] | None = None
     card_template: str = ""
+    bounded_scale: bool = True
+
+    def score_problem(self, row: dict[str, Any]) -> str | None:
+        """Why a row's ``mos`` is impossible on this corpus' declared scale, or None."""
+        mos = row.get("mos")
+        if mos is None or self.score_range is None or not self.bounded_scale:
+            return None
+        lo, hi = self.score_range
+        if not lo <= float(mos) <= hi:
+            return f"mos {float(mos):g} is outside the declared scale {lo:g}..{hi:g} of {self.name}"
+        return None
 
     def for_build(self, **options: Any) -> Corpus:
         """The declaration one build uses: a corpus whose name or scale comes from the build options

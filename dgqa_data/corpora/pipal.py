@@ -109,6 +109,7 @@ PIPAL = register(
         pretty_name="PIPAL (training set)",
         score_name="Elo score from pairwise human preferences (higher = better; observed 916.7-1836.0)",
         score_range=ELO_RANGE,
+        bounded_scale=False,
         higher_is_better=True,
         license="other",
         license_note=(

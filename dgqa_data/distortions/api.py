@@ -7,6 +7,8 @@ import numbers
 
 import numpy as np
 
+from dgqa_data.errors import DgqaError
+
 from .common import Source, to_uint8
 from .registry import DISTORTIONS, DistortionSpec
 
@@ -32,22 +34,20 @@ def seed_for(reference_id: str, type_id: int, level: int, base_seed: int = 0) ->
 
 def _check(type_id, level) -> DistortionSpec:
     if isinstance(type_id, bool) or not isinstance(type_id, numbers.Integral):
-        raise ValueError(f"type_id must be an int in 1..25, got {type_id!r}")
+        raise DgqaError(f"type_id must be an int in 1..25, got {type_id!r}")
     if int(type_id) not in DISTORTIONS:
-        raise ValueError(f"type_id must be in 1..25, got {type_id}")
+        raise DgqaError(f"type_id must be in 1..25, got {type_id}")
     if isinstance(level, bool) or not isinstance(level, numbers.Integral) or not 1 <= int(level) <= 5:
-        raise ValueError(f"level must be an int in 1..5, got {level!r}")
+        raise DgqaError(f"level must be an int in 1..5, got {level!r}")
     return DISTORTIONS[int(type_id)]
 
 
 def _check_shape(spec: DistortionSpec, shape: tuple[int, ...]) -> None:
     if len(shape) != 3 or shape[2] != 3:
-        raise ValueError(f"image must have shape (H, W, 3), got {shape}")
+        raise DgqaError(f"image must have shape (H, W, 3), got {shape}")
     mh, mw = spec.min_size
     if shape[0] < mh or shape[1] < mw:
-        raise ValueError(
-            f"type {spec.id} ({spec.name}) needs an image of at least {mh}x{mw}, got {shape[:2]}"
-        )
+        raise DgqaError(f"type {spec.id} ({spec.name}) needs an image of at least {mh}x{mw}, got {shape[:2]}")
 
 
 def _rng(seed: SeedLike) -> np.random.Generator:
@@ -55,7 +55,7 @@ def _rng(seed: SeedLike) -> np.random.Generator:
         return seed
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
         return np.random.default_rng(seed)
-    raise ValueError(f"seed must be an int, a numpy Generator or None, got {type(seed).__name__}")
+    raise DgqaError(f"seed must be an int, a numpy Generator or None, got {type(seed).__name__}")
 
 
 def _run(spec: DistortionSpec, src: Source, level: int, seed: SeedLike) -> tuple[np.ndarray, dict]:
@@ -91,7 +91,7 @@ def distort_with_draws(
     """
     spec = _check(type_id, level)
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise ValueError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image))}")
+        raise DgqaError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image))}")
     _check_shape(spec, image.shape)
     y, draws = _run(spec, Source.from_uint8(np.ascontiguousarray(image)), level, seed)
     return to_uint8(y), draws
@@ -119,7 +119,7 @@ def distort_float(
     spec = _check(type_id, level)
     image = np.asarray(image)
     if not np.issubdtype(image.dtype, np.floating):
-        raise ValueError(f"image must be a float array, got {image.dtype}")
+        raise DgqaError(f"image must be a float array, got {image.dtype}")
     _check_shape(spec, image.shape)
     y, draws = _run(spec, Source.from_float(image), level, seed)
     from .common import mapmm

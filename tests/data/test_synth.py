@@ -125,8 +125,12 @@ def test_bad_arguments_are_clear(refs, tmp_path):
         synthesize(refs, tmp_path / "x", num_shards=2, shard_index=3)
     from dgqa_data.corpora.base import CorpusError
 
+    (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="no pristine images"):
-        synthesize(tmp_path, tmp_path / "x")
+        synthesize(tmp_path / "empty", tmp_path / "x")
+    with pytest.raises(ValueError, match=r"--out .*/out sits inside the synth source"):
+        synthesize(refs, refs / "out")
+    assert not (refs / "out").exists() and not list(refs.glob(".out*"))
 
 
 def test_pseudo_mos_labels_fall_with_level(refs, tmp_path):

@@ -107,8 +107,9 @@ def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
     assert cli.main(["demo", "--fast", "--out", str(tmp_path / "file.txt")]) == 2
     assert "is a file; pass a folder" in capsys.readouterr().err
     assert (tmp_path / "file.txt").read_text() == "data"
-    assert cli.main(["demo", "--seeds", "1", "--out", str(tmp_path / "x")]) == 2
-    assert "--seeds must be at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["demo", "--seeds", "1", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "--seeds: must be >= 2, got 1" in capsys.readouterr().err
 
 
 def test_finetune_arm_trains_and_evaluates_end_to_end(tmp_path):

@@ -1,0 +1,259 @@
+"""Fault matrix: user mistakes across the verbs give exit code 2 and one line naming the thing;
+inputs stay byte-identical; nothing half-written looks complete (issue: hardening)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dgqa_data.build import build_corpus
+from dgqa_data.hub_folder import HubFolderWriter
+from dgqa_data.schema import base_features
+from dgqa_data.selection import select
+from dgqa_data.synth import synthesize
+from dgqa_train import cli
+from dgqa_train.models import build_model, save_model
+from dgqa_train.predict import predict_files
+from dgqa_train.score import _write
+from tests.fixtures.official import encode, make_kadid10k, reference_crops
+
+
+def run(capsys, *argv: str) -> tuple[int, str]:
+    """``dgqa argv`` in process: (exit code, stderr); argparse errors exit through SystemExit."""
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as err:
+        rc = err.code
+    return rc, capsys.readouterr().err
+
+
+def snapshot(path: Path) -> dict[str, str]:
+    """sha256 of every file under ``path`` (or of the file)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture(scope="module")
+def w(tmp_path_factory):
+    """A small world: a KADID-10k download, its build, a folder of photos, a synth set, models, scores."""
+    root = tmp_path_factory.mktemp("faults")
+    kadid = make_kadid10k(root / "kadid10k", n_refs=2, types=(1, 2), levels=(1, 2))
+    built = build_corpus("kadid10k", kadid, root / "hub" / "kadid10k", progress=False).out
+    photos = root / "photos"
+    photos.mkdir()
+    for i, crop in enumerate(reference_crops(size=(64, 48))[:2]):
+        (photos / f"p{i}.png").write_bytes(encode(crop, "PNG"))
+    synth = synthesize(
+        photos, root / "hub" / "synth", types=[1], levels=[1], labels="severity", progress=False
+    )
+    regressor = save_model(
+        build_model("tiny-resnet", task="regress", pretrained=False, crop_size=32), root / "reg"
+    )
+    classifier = save_model(
+        build_model("tiny-resnet", task="classify", pretrained=False, crop_size=32), root / "cls"
+    )
+    scores = root / "scores"
+    logits = np.random.default_rng(0).normal(size=(6, 26)).astype(np.float32)
+    _write(scores, [f"t{i}.png" for i in range(6)], logits, {"target": "t"})
+    sel = select(logits, target="t")
+    sel_json = sel.save(root / "selection.json")
+    return {"root": root, "kadid": kadid, "built": built, "photos": photos, "synth": synth,
+            "reg": regressor, "cls": classifier, "scores": scores, "sel": sel_json}  # fmt: skip
+
+
+# -- 1. never write into, over or around an input ------------------------------------------------
+OVERLAP = [
+    ("build", lambda w: ["build", "kadid10k", "--root", w["kadid"], "--out", w["kadid"], "--overwrite"], "kadid", "is the corpus root"),
+    ("build", lambda w: ["build", "kadid10k", "--root", w["kadid"], "--out", w["kadid"] / "hub"], "kadid", "sits inside the corpus root"),
+    ("build", lambda w: ["build", "kadid10k", "--root", w["kadid"], "--out", w["root"], "--overwrite"], "kadid", "holds the corpus root"),
+    ("synth", lambda w: ["synth", "--source", w["photos"], "--out", w["photos"] / "s"], "photos", "sits inside the synth source"),
+    ("synth", lambda w: ["synth", "--source", w["photos"], "--out", w["root"]], "photos", "holds the synth source"),
+    ("subset", lambda w: ["subset", "--source", w["built"], "--selection", w["sel"], "--out", w["built"], "--overwrite"], "built", "is the source dataset"),
+    ("subset", lambda w: ["subset", "--source", w["built"], "--control", "all", "--out", w["built"] / "x"], "built", "sits inside the source dataset"),
+    ("score", lambda w: ["score", "--classifier", w["cls"], "--target", w["built"], "--out", w["cls"]], "cls", "is the classifier"),
+    ("score", lambda w: ["score", "--classifier", w["cls"], "--target", w["built"], "--out", w["built"] / "s"], "built", "sits inside the target"),
+    ("predict", lambda w: ["predict", "--model", w["reg"], w["photos"] / "p0.png", "--out", w["photos"] / "p0.png"], "photos", "is the image"),
+    ("predict", lambda w: ["predict", "--model", w["reg"], "--dataset", w["built"], "--out", w["built"] / "q.csv"], "built", "sits inside the dataset"),
+    ("train", lambda w: ["train", "--train_dataset", w["synth"], "--output_dir", w["synth"], "--backbone", "tiny-resnet"], "synth", "is the training dataset"),
+    ("train", lambda w: ["train", "--train_dataset", w["synth"], "--eval_datasets", w["built"], "--output_dir", w["built"] / "r", "--backbone", "tiny-resnet"], "built", "sits inside the eval dataset 1"),
+    ("train", lambda w: ["train", "--init_model", w["reg"], "--train_dataset", w["synth"], "--output_dir", w["reg"]], "reg", "is the initial model"),
+    ("train-classifier", lambda w: ["train-classifier", "--train_dataset", w["synth"], "--output_dir", w["synth"] / "c"], "synth", "sits inside the training dataset"),
+    ("probe", lambda w: ["probe", "--train", w["synth"], "--eval", w["synth"], "--out", w["synth"]], "synth", "is the dataset"),
+    ("bench", lambda w: ["bench", "--backbones", "tiny-resnet", "--train", str(w["synth"]), "--eval", str(w["synth"]), "--out", w["synth"]], "synth", "is the dataset"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("verb", "argv", "protected", "message"), OVERLAP, ids=[f"{c[0]}-{c[3]}" for c in OVERLAP]
+)
+def test_an_output_over_an_input_is_refused_before_writing(w, capsys, verb, argv, protected, message):
+    before = snapshot(w[protected])
+    rc, err = run(capsys, *argv(w))
+    assert rc == 2, err
+    assert message in err and err.startswith(f"dgqa {verb}: error: ") and err.count("\n") == 1
+    assert snapshot(w[protected]) == before
+
+
+# -- 2. two runs into one output -----------------------------------------------------------------
+def test_an_output_that_appeared_meanwhile_is_kept(tmp_path):
+    out = tmp_path / "ds"
+    first, second = (HubFolderWriter(out, base_features()) for _ in range(2))
+    row = {"image": {"bytes": encode(reference_crops()[0], "PNG"), "path": "a.png"}, "image_id": "a.png",
+           "distortion_type": 0, "distortion_level": 0, "domain": "pristine", "corpus": "x"}  # fmt: skip
+    first.add(row)
+    second.add({**row, "image_id": "b.png"})
+    first.finish("---\nlicense: mit\n---\nfirst\n")
+    with pytest.raises(FileExistsError, match="appeared while this run was writing it"):
+        second.finish("---\nlicense: mit\n---\nsecond\n")
+    assert (out / "README.md").read_text().endswith("first\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # the second run's temp folder is gone
+
+
+# -- 3/4. one decoder, clear per-file errors -------------------------------------------------------
+def grey16_png(path: Path) -> Path:
+    ramp = np.tile(np.linspace(0, 65535, 64), (48, 1)).astype(np.uint16)
+    Image.fromarray(ramp).save(path)
+    return path
+
+
+def test_16bit_grey_images_are_not_white_in_synth_and_predict(tmp_path, w):
+    src = tmp_path / "src"
+    src.mkdir()
+    grey16_png(src / "g.png")
+    out = synthesize(src, tmp_path / "s", types=[1], levels=[1], progress=False)
+    import datasets
+
+    row = datasets.load_dataset(str(out), split="train")[0]
+    pristine = np.asarray(row["image"])
+    assert pristine[:, :4].mean() < 30 and pristine[:, -4:].mean() > 220
+    eight = tmp_path / "g8.png"
+    Image.fromarray(
+        (np.asarray(Image.open(src / "g.png"), dtype=np.float64) / 257).round().astype(np.uint8)
+    ).save(eight)
+    (a,), (b,) = predict_files(w["reg"], [src / "g.png"], crops=1), predict_files(w["reg"], [eight], crops=1)
+    assert a == pytest.approx(b, abs=1e-5)
+
+
+@pytest.mark.parametrize("case", ["not-an-image", "truncated", "bomb"])
+def test_bad_images_are_named_in_synth_and_predict(tmp_path, w, capsys, monkeypatch, case):
+    src = tmp_path / "src"
+    src.mkdir()
+    good = encode(reference_crops()[0], "PNG")
+    bad = src / "bad.png"
+    bad.write_bytes({"not-an-image": b"hello", "truncated": good[: len(good) // 2], "bomb": good}[case])
+    if case == "bomb":
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the 64 x 48 crop is now over twice the limit
+    expected = "refused to decode" if case == "bomb" else "cannot decode the image"
+    rc, err = run(capsys, "predict", "--model", w["reg"], bad)
+    assert rc == 2 and "bad.png" in err and expected in err
+    rc, err = run(capsys, "synth", "--source", src, "--out", tmp_path / "out")
+    assert rc == 2 and "bad.png" in err and expected in err
+    assert not (tmp_path / "out").exists()
+
+
+# -- 5. labels and options are validated ----------------------------------------------------------
+@pytest.mark.parametrize("mos", ["-37", "1e9", "5.5"])
+def test_scores_off_the_declared_scale_are_refused_or_skipped(tmp_path, capsys, mos):
+    root = make_kadid10k(tmp_path / "k", n_refs=2, types=(1,), levels=(1,))
+    rows = list(csv.reader((root / "dmos.csv").read_text().splitlines()))
+    rows[1][2] = mos
+    with open(root / "dmos.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    rc, err = run(capsys, "build", "kadid10k", "--root", root, "--out", tmp_path / "o")
+    assert rc == 2 and f"mos {float(mos):g} is outside the declared scale 1..5 of kadid10k" in err
+    assert "I01_01_01.png" in err and not (tmp_path / "o").exists()
+    rc, err = run(capsys, "build", "kadid10k", "--root", root, "--out", tmp_path / "o", "--skip-bad")
+    assert rc == 0
+    skipped = (tmp_path / "o" / "skipped.csv").read_text()
+    assert "I01_01_01.png" in skipped and "outside the declared scale" in skipped
+
+
+BAD_FLAGS = [
+    ("build", ["build", "kadid10k", "--root", "{kadid}", "--out", "{root}/x", "--num-proc", "0"], "--num-proc: must be >= 1"),
+    ("synth", ["synth", "--source", "{photos}", "--out", "{root}/x", "--refs-per-shard", "0"], "--refs-per-shard: must be >= 1"),
+    ("synth", ["synth", "--source", "{photos}", "--out", "{root}/x", "--num-proc", "-1"], "--num-proc: must be >= 1"),
+    ("synth", ["synth", "--source", "{photos}", "--out", "{root}/x", "--limit", "zero"], "--limit: expected a whole number"),
+    ("synth", ["synth", "--source", "{photos}", "--out", "{root}/x", "--types", "26"], "distortion type id 26 is outside 0..25"),
+    ("synth", ["synth", "--source", "{root}/nowhere", "--out", "{root}/x"], "is not a folder"),
+    ("subset", ["subset", "--source", "{built}", "--control", "random", "--size", "0"], "--size: must be >= 1"),
+    ("subset", ["subset", "--source", "{built}", "--control", "random", "--size", "999"], "outside 1..8"),
+    ("select", ["select", "--scores", "{scores}", "--k", "1", "--out", "{root}/sel1"], "must be in 2..26"),
+    ("select", ["select", "--scores", "{scores}", "--k", "0"], "--k: must be >= 1"),
+    ("select", ["select", "--scores", "{scores}", "--rule", "top-k", "--k", "30", "--out", "{root}/sel2"], "must be in 1..25"),
+    ("select", ["select", "--scores", "{scores}", "--threshold", "nan"], "--threshold: must be in [0, 1]"),
+    ("select", ["select", "--scores", "{scores}", "--threshold", "-1"], "--threshold: must be in [0, 1]"),
+    ("select", ["select", "--scores", "{root}/nowhere", "--out", "{root}/sel3"], "not a folder written by `dgqa score`"),
+    ("score", ["score", "--classifier", "{cls}", "--target", "{built}", "--out", "{root}/s", "--crops", "0"], "--crops: must be >= 1"),
+    ("score", ["score", "--classifier", "{root}/nowhere", "--target", "{built}", "--out", "{root}/s"], "neither a saved dgqa model folder"),
+    ("score", ["score", "--classifier", "{reg}", "--target", "{built}", "--out", "{root}/s"], "not a 26-way domain classifier"),
+    ("predict", ["predict", "--model", "{reg}", "{root}/nowhere.png"], "image file(s) not found"),
+    ("predict", ["predict", "--model", "{reg}", "{photos}/p0.png", "--crops", "0"], "--crops: must be >= 1"),
+    ("bench", ["bench", "--backbones", "tiny-resnet", "--train", "{synth}", "--eval", "{synth}", "--out", "{root}/b", "--seeds", "0"], "--seeds: must be >= 1"),
+    ("probe", ["probe", "--train", "{synth}", "--eval", "{synth}", "--out", "{root}/p", "--crop_size", "0"], "--crop_size: must be >= 1"),
+    ("demo", ["demo", "--out", "{root}/d", "--num-proc", "0"], "--num-proc: must be >= 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("verb", "argv", "message"), BAD_FLAGS, ids=[f"{c[0]}-{c[2][:30]}" for c in BAD_FLAGS]
+)
+def test_bad_flags_and_paths_get_one_clear_line(w, capsys, verb, argv, message):
+    names = {k: str(v) for k, v in w.items()}
+    rc, err = run(capsys, *[a.format(**names) for a in argv])
+    assert rc == 2, err
+    assert message in err and "Traceback" not in err
+    assert err.startswith(f"dgqa {verb}: error: ") or err.startswith("usage: dgqa")
+
+
+SELECTIONS = [
+    ('{"target": "t", "rule": "dgqa-vote", "selected": ["1", "3"]}', "must be a list of integer type ids"),
+    ('{"target": "t", "rule": "dgqa-vote", "selected": [1, 26]}', "outside 1..25"),
+    ('{"target": "t", "rule": "dgqa-vote", "selected": [1.0]}', "must be a list of integer type ids"),
+    ('{"target": "t", "rule": "dgqa-vote", "selected": []}', "the selection is empty"),
+    ('{"target": "t", "rule": "vote", "selected": [1]}', "unknown rule 'vote'"),
+    ('{"target": "t", "selected": [1]}', "missing keys ['rule']"),
+    ('{"target": "t", "rule": "dgqa-vote", "selected": [1], "extra": 1}', "unknown keys ['extra']"),
+    ('{"target": "t", "rule": "dgqa-vote", "selected": [1], "k": "4"}', "'k' must be a number or null"),
+    ("[1, 2, 3]", "expected a JSON object"),
+    ("{not json", "invalid JSON"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), SELECTIONS)
+def test_selection_json_is_validated_strictly(w, tmp_path, capsys, text, message):
+    path = tmp_path / "selection.json"
+    path.write_text(text)
+    rc, err = run(capsys, "subset", "--source", w["built"], "--selection", path, "--out", tmp_path / "o")
+    assert rc == 2 and message in err and str(path) in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_scores_with_the_wrong_number_of_logits_are_refused(tmp_path, capsys):
+    _write(tmp_path / "s", ["a", "b"], np.zeros((2, 26), np.float32), {"target": "t"})
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"image_id": ["a", "b"], "logits": [[0.0] * 10, [0.0] * 10]})
+    pq.write_table(table, tmp_path / "s" / "scores.parquet")
+    rc, err = run(capsys, "select", "--scores", tmp_path / "s")
+    assert rc == 2 and "row 0 has 10 logits, not 26" in err
+
+
+def test_a_missing_path_from_a_library_is_one_line(w, capsys, tmp_path):
+    rc, err = run(capsys, "train", "--train_dataset", tmp_path / "nowhere", "--output_dir", tmp_path / "r",
+                  "--backbone", "tiny-resnet", "--epochs", "1")  # fmt: skip
+    assert rc == 2 and "nowhere" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_image_bytes_survive(w):
+    # the module's inputs were refused, never touched: their images still decode as before
+    first = sorted((w["kadid"] / "images").iterdir())[0]
+    assert Image.open(io.BytesIO(first.read_bytes())).size == (64, 48)
+    assert json.loads(Path(w["sel"]).read_text())["rule"] == "dgqa-vote"
