@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import io
 import itertools
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -25,6 +26,7 @@ from dgqa_data.hub_folder import HubFolderWriter
 from dgqa_data.imagecheck import check_image_bytes
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
+from dgqa_data.workers import exit_with_parent
 
 
 class BuildError(CorpusError):
@@ -131,7 +133,12 @@ def build_corpus(
         read = partial(_read, full=verify == "full")
         paths = (str(it.path) for it in ahead)
         if num_proc > 1:
-            pool: Executor = ProcessPoolExecutor(num_proc, mp_context=get_context("spawn"))
+            pool: Executor = ProcessPoolExecutor(
+                num_proc,
+                mp_context=get_context("spawn"),
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            )
             results = _bounded_map(pool, read, paths, num_proc)
         else:
             # one process; two threads read ahead so that disk waits overlap the parquet writes

@@ -8,7 +8,9 @@ when :meth:`HubFolderWriter.finish` runs, so a crash never leaves a folder that 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -86,6 +88,49 @@ def dataset_info_yaml(
     return infos
 
 
+def _owner() -> str:
+    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process that owns a temporary folder may still run (another host: assume so)."""
+    host, _, pid = owner.rpartition("-")
+    if host != socket.gethostname().replace("-", "_") or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted(out: Path) -> list[str]:
+    """Clean up after runs that were killed while writing ``out``; returns what was done.
+
+    * ``.<name>.old-*``: a replacement killed between its two renames. When ``out`` is missing this
+      is the last complete dataset and is moved back; otherwise it is garbage and removed.
+    * ``.<name>.tmp-<host>-<pid>-*``: the unfinished folder of a run on this host whose process is
+      gone; removed (a live run's folder is left alone).
+    """
+    done = []
+    parent = out.parent
+    for old in sorted(parent.glob(f".{out.name}.old-*")):
+        if not out.exists():
+            old.rename(out)
+            done.append(f"restored {out} from {old.name}")
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            done.append(f"removed {old.name}")
+    for tmp in sorted(parent.glob(f".{out.name}.tmp-*")):
+        owner = tmp.name.removeprefix(f".{out.name}.tmp-").rsplit("-", 1)[0]
+        if not _alive(owner):
+            shutil.rmtree(tmp, ignore_errors=True)
+            done.append(f"removed {tmp.name}")
+    return done
+
+
 class HubFolderWriter:
     """Write rows of one or more (config, split) parts into a Hub-layout folder, atomically.
 
@@ -109,12 +154,15 @@ class HubFolderWriter:
     ):
         self.out = Path(out)
         self.overwrite = overwrite
+        if self.out.parent.is_dir():
+            recover_interrupted(self.out)
         if self.out.exists() and not overwrite:
             raise OutputExistsError(
                 f"{self.out} already exists; pass overwrite=True (--overwrite) to replace it"
             )
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        # the temporary folder names its owner (host, pid) so that a later run can tell it is stale
+        self.tmp = self.out.parent / f".{self.out.name}.tmp-{_owner()}-{uuid.uuid4().hex[:8]}"
         (self.tmp / "data").mkdir(parents=True)
         self.features = features
         self.schema = features.arrow_schema

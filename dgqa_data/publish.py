@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,21 @@ def redact(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
+@contextmanager
+def hub_errors(token: str | None):
+    """The one way every Hub call of dgqa reports failures: a :class:`PublishError` whose message has
+    the token redacted and no chained exception (a traceback would print the server's echo)."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    token = token or resolve_token()
+    try:
+        yield
+    except OfflineModeIsEnabled:
+        raise PublishError("HF_HUB_OFFLINE is set: unset it to talk to the Hub") from None
+    except HfHubHTTPError as err:
+        raise PublishError(f"the Hub refused the request: {redact(str(err), token)}") from None
+
+
 # -- remote side ------------------------------------------------------------------------------
 def _head_and_tags(api: Any, repo_id: str, revision: str) -> tuple[str | None, dict[str, str]]:
     refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE)
@@ -216,12 +232,7 @@ def publish(
         A :class:`PublishReport`.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     if "/" not in repo_id:
         raise PublishError(f"--repo-id must be ORG/NAME, got {repo_id!r}")
@@ -234,7 +245,7 @@ def publish(
         )
     api = api if api is not None else HfApi(token=token)
     report = PublishReport(repo_id, revision, [], dry_run, tag=tag)
-    try:
+    with hub_errors(token):
         if not dry_run:
             api.create_repo(repo_id, repo_type=REPO_TYPE, private=True if private else None, exist_ok=True)
         try:
@@ -280,10 +291,6 @@ def publish(
         if tag:
             new_head = None if (dry_run and report.has_changes) else report.head
             report.tag_status = _tag(api, repo_id, tag, new_head, tags, dry_run)
-    except OfflineModeIsEnabled as err:
-        raise PublishError("HF_HUB_OFFLINE is set: unset it to talk to the Hub") from err
-    except HfHubHTTPError as err:
-        raise PublishError(f"the Hub refused the request: {redact(str(err), token)}") from err
     return report
 
 

@@ -377,7 +377,7 @@ def synthesize(
     if num_proc > 1:
         args = (writer, refs, cfg, work, total_shards)
         with ProcessPoolExecutor(
-            num_proc, mp_context=get_context("spawn"), initializer=_init_worker, initargs=args
+            num_proc, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(), *args)
         ) as pool:
             for _ in pool.map(_worker_shard, mine):
                 bar.update()
@@ -392,12 +392,16 @@ def synthesize(
 _WORKER: tuple = ()
 
 
-def _init_worker(*args) -> None:
-    """Pool initializer: the references and plan travel once per worker, not once per shard."""
+def _init_worker(parent: int, *args) -> None:
+    """Pool initializer: the references and plan travel once per worker, not once per shard; the
+    worker ends with its parent."""
     global _WORKER
     _WORKER = args
     import cv2
 
+    from dgqa_data.workers import exit_with_parent
+
+    exit_with_parent(parent)
     cv2.setNumThreads(1)
 
 
@@ -436,6 +440,9 @@ def _finalize(
         os.mkdir(work / ".finalizing")
     except FileExistsError:
         return None
+    # every shard is done, so a temporary file left now is from a killed run: never ship it
+    for leftover in [*work.glob("data/*.tmp-*"), *work.glob("dist_imgs/*.tmp-*"), *work.glob("plan.tmp-*")]:
+        leftover.unlink()
     counts: Counter = Counter()
     for ref_no, ref in enumerate(refs):
         for tid, _ in jobs_for(ref_no, ref, cfg):

@@ -106,13 +106,17 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool = False, token: 
     """
     from huggingface_hub import HfApi
 
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        repo_type="model",
-        ignore_patterns=HUB_IGNORE,
-        commit_message="Upload dgqa quality regressor",
-    )
+    from dgqa_data.publish import hub_errors, resolve_token
+
+    token = token if token is not None else resolve_token()
+    with hub_errors(token):  # the one redaction path of every Hub call
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="model",
+            ignore_patterns=HUB_IGNORE,
+            commit_message="Upload dgqa quality regressor",
+        )
     return str(info)

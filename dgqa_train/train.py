@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, Sampler  # noqa: E402
 
 from dgqa_data.errors import DgqaError, MissingInputError  # noqa: E402
 from dgqa_data.paths import check_output  # noqa: E402
+from dgqa_train.checkpoints import STATE_FILE, latest_checkpoint, mark_complete  # noqa: E402
 from dgqa_train.config import make_accelerator, parse_config, save_config  # noqa: E402
 from dgqa_train.data import CropDataset, decode_rgb, load_iqa_dataset, random_crops  # noqa: E402
 from dgqa_train.evaluate import METRIC_LABELS, evaluate_loader, json_safe, to_model_input  # noqa: E402
@@ -320,24 +322,25 @@ def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class TrainState:
-    """Progress saved with every checkpoint (model, optimizer and RNG states are saved by Accelerate)."""
+    """Progress saved with every checkpoint as ``dgqa_state.json`` (model, optimizer and RNG states
+    are saved by Accelerate and loaded with ``weights_only``: nothing in a checkpoint folder is
+    unpickled as code)."""
 
     epoch: int = 0  # completed epochs
     global_step: int = 0  # optimizer steps
     batches_in_epoch: int = 0  # forward passes already done in an unfinished epoch
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain Python values (history as JSON)."""
-        d = asdict(self)
-        d["history"] = json.dumps(json_safe(self.history))
-        return d
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Inverse of :meth:`state_dict`."""
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.batches_in_epoch = int(state["batches_in_epoch"])
-        self.history = json.loads(state["history"])
+    @classmethod
+    def load(cls, checkpoint: Path) -> TrainState:
+        """The state in a checkpoint folder's ``dgqa_state.json``."""
+        path = checkpoint / STATE_FILE
+        if not path.is_file():
+            raise MissingInputError(f"{checkpoint} is not a complete dgqa checkpoint (no {STATE_FILE})")
+        data = json.loads(path.read_text())
+        return cls(
+            int(data["epoch"]), int(data["global_step"]), int(data["batches_in_epoch"]), list(data["history"])
+        )
 
 
 def _checkpoint_dir(output_dir: Path, resume: str | None) -> Path | None:
@@ -348,10 +351,7 @@ def _checkpoint_dir(output_dir: Path, resume: str | None) -> Path | None:
         if not path.is_dir():
             raise MissingInputError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
         return path
-    folders = [
-        p for p in (output_dir / "checkpoints").glob("checkpoint_*") if p.name.split("_")[-1].isdigit()
-    ]
-    return max(folders, key=lambda p: int(p.name.split("_")[-1])) if folders else None
+    return latest_checkpoint(output_dir)  # the newest intact one: torn folders have no marker
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,9 +415,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_dl = accelerator.prepare(train_dl)
     eval_sets = {k: accelerator.prepare(v) for k, v in eval_sets.items()}
     state = TrainState()
-    accelerator.register_for_checkpointing(state)
     if ckpt is not None:
-        accelerator.load_state(str(ckpt))
+        state = TrainState.load(ckpt)
+        try:  # every file is read with weights_only: a pickle that asks to run code is refused
+            accelerator.load_state(str(ckpt))
+        except pickle.UnpicklingError as err:
+            raise DgqaError(
+                f"{ckpt}: refused to load a checkpoint file that is not plain tensors/values ({err})"
+            ) from None
+        except RuntimeError as err:  # files this run's objects cannot take (e.g. pickled custom objects)
+            raise DgqaError(f"{ckpt}: cannot load this checkpoint: {str(err).splitlines()[0]}") from None
         if ckpt.name.split("_")[-1].isdigit():
             accelerator.project_configuration.iteration = int(ckpt.name.split("_")[-1]) + 1
         logger.info("resumed from %s at epoch %d, step %d", ckpt, state.epoch, state.global_step)
@@ -507,6 +514,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         last = done or state.epoch >= config.epochs
         if last or (config.save_every_epochs and state.epoch % config.save_every_epochs == 0):
             accelerator.save_state()
+            mark_complete(accelerator, json_safe(asdict(state)))
         if accelerator.is_main_process and not last:
             _write_json(
                 out / RESULTS_NAME, results_dict(config, state, accelerator.num_processes, train_info, False)

@@ -23,7 +23,6 @@ if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).reso
 
 import json
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,11 +33,11 @@ import torch
 from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.paths import check_output
 from dgqa_data.schema import NUM_CLASSES
+from dgqa_train.checkpoints import STATE_FILE, checkpoint_number, latest_checkpoint, mark_complete
 from dgqa_train.config import make_accelerator, parse_config, save_config
 from dgqa_train.data import CropDataset, load_iqa_dataset
 from dgqa_train.models import ModelConfig, build_model, save_model
 
-STATE_FILE = "dgqa_state.json"
 METRICS_FILE = "metrics.json"
 
 
@@ -160,18 +159,6 @@ def _check_labels(ds: Any, name: str) -> None:
             f"{name}: {bad.size} row(s) have no distortion type in 0..{NUM_CLASSES - 1} (e.g. {ids}); "
             "the domain classifier trains on labelled synthetic data (pristine + KADID types)"
         )
-
-
-def checkpoint_number(path: Path) -> int:
-    m = re.search(r"(\d+)$", path.name)
-    return int(m.group(1)) if m else -1
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint (one with ``dgqa_state.json``) under ``output_dir/checkpoints``."""
-    folder = Path(output_dir) / "checkpoints"
-    done = [p for p in folder.glob("checkpoint_*") if (p / STATE_FILE).is_file()] if folder.is_dir() else []
-    return max(done, key=checkpoint_number) if done else None
 
 
 def _loader(dataset, batch_size: int, num_workers: int, sampler=None) -> torch.utils.data.DataLoader:
@@ -343,20 +330,15 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
     def checkpoint(epoch: int, batches_in_epoch: int) -> None:
         total = accelerator.reduce(torch.stack([loss_sum, loss_count.float()]), reduction="sum")
         accelerator.save_state()
-        folder = (
-            Path(accelerator.project_dir) / "checkpoints" / f"checkpoint_{accelerator.save_iteration - 1}"
-        )
-        if accelerator.is_main_process:
-            record = {
-                "epoch": epoch,
-                "step": global_step,
-                "batches_in_epoch": batches_in_epoch,
-                "loss_sum": float(total[0]),
-                "loss_count": int(total[1]),
-                "history": history,
-            }
-            (folder / STATE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        accelerator.wait_for_everyone()
+        record = {
+            "epoch": epoch,
+            "step": global_step,
+            "batches_in_epoch": batches_in_epoch,
+            "loss_sum": float(total[0]),
+            "loss_count": int(total[1]),
+            "history": history,
+        }
+        mark_complete(accelerator, record)
 
     global_step, history = int(state["step"]), list(state["history"])
     confusion = None

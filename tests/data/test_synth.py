@@ -92,8 +92,14 @@ def test_resume_skips_finished_shards_and_checks_the_plan(refs, tmp_path):
     stamp = first.stat().st_mtime_ns
     with pytest.raises(ValueError, match="different plan"):
         synthesize(refs, tmp_path / "r", plan="full", types=[2], levels=[1], refs_per_shard=2, progress=False)
+    half = partial / "data" / "train-00001-of-00002.tmp-99999"  # a shard a killed run was writing
+    half.write_bytes(b"PAR1 half a shard")
     out = synthesize(refs, tmp_path / "r", **kw)  # a plain rerun: resumes, does shard 1 only
     assert out == tmp_path / "r" and not partial.exists()
+    assert sorted(p.name for p in (out / "data").iterdir()) == [
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
+    ]
     assert (out / "data" / "train-00000-of-00002.parquet").stat().st_mtime_ns == stamp
     assert len(load(out)) == 4 * 2
     with pytest.raises(FileExistsError):

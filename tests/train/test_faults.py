@@ -257,3 +257,77 @@ def test_image_bytes_survive(w):
     first = sorted((w["kadid"] / "images").iterdir())[0]
     assert Image.open(io.BytesIO(first.read_bytes())).size == (64, 48)
     assert json.loads(Path(w["sel"]).read_text())["rule"] == "dgqa-vote"
+
+
+# -- 7. interrupted runs --------------------------------------------------------------------------
+def test_leftovers_of_killed_runs_are_cleaned_or_restored(tmp_path):
+    import os
+    import socket
+
+    from dgqa_data.hub_folder import recover_interrupted
+
+    host = socket.gethostname().replace("-", "_")
+    dead = 4_000_000  # above any pid this machine hands out
+    with pytest.raises(ProcessLookupError):
+        os.kill(dead, 0)
+    stale = tmp_path / f".ds.tmp-{host}-{dead}-0badf00d"
+    live = tmp_path / f".ds.tmp-{host}-{os.getpid()}-00c0ffee"
+    remote = tmp_path / ".ds.tmp-elsewhere-1-12345678"
+    old = tmp_path / ".ds.old-12345678"  # killed between "out -> old" and "tmp -> out"
+    for folder in (stale, live, remote, old):
+        (folder / "data").mkdir(parents=True)
+    (old / "README.md").write_text("the last complete dataset")
+    done = recover_interrupted(tmp_path / "ds")
+    assert (tmp_path / "ds" / "README.md").read_text() == "the last complete dataset"
+    assert not stale.exists() and live.exists() and remote.exists()
+    assert done == [f"restored {tmp_path / 'ds'} from .ds.old-12345678", f"removed {stale.name}"]
+    # with the dataset in place, a leftover .old is garbage
+    (tmp_path / ".ds.old-87654321").mkdir()
+    assert recover_interrupted(tmp_path / "ds") == ["removed .ds.old-87654321"]
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.slow
+def test_synth_workers_die_with_a_killed_parent(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, crop in enumerate(reference_crops(size=(192, 192), per_photo=1)[:6]):
+        (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
+    cmd = [sys.executable, "-m", "dgqa_train.cli", "synth", "--source", str(src), "--out", str(tmp_path / "o"),
+           "--num-proc", "2", "--refs-per-shard", "1"]  # fmt: skip
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while len(_children(parent.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # let the pool start working
+    workers = _children(parent.pid)
+    assert workers, "no worker processes seen"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{k}").exists() for k in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    alive = [
+        k
+        for k in workers
+        if Path(f"/proc/{k}").exists() and "zombie" not in Path(f"/proc/{k}/status").read_text().lower()
+    ]
+    assert not alive, f"workers outlived the parent: {alive}"
+    assert not (tmp_path / "o").exists()  # nothing looks complete

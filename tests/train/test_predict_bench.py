@@ -146,3 +146,30 @@ def test_push_to_hub_uploads_the_model_folder_without_checkpoints(model_dir, mon
     assert {"model.safetensors", "config.json", "README.md", "results.json"} <= {
         p.name for p in model_dir.iterdir()
     }
+
+
+def test_push_to_hub_never_shows_the_token(model_dir, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from dgqa_data.publish import PublishError
+    from dgqa_train.model_card import push_to_hub
+
+    secret = "hf_TopSecretToken123"
+
+    class EchoingApi:  # a server that echoes the request headers into its error
+        def __init__(self, token=None):
+            self.token = token
+
+        def create_repo(self, repo_id, **kw):
+            from types import SimpleNamespace
+
+            message = f"403 Forbidden: headers {{'authorization': 'Bearer {self.token}'}}"
+            response = SimpleNamespace(headers={}, request=None, status_code=403)  # what the error reads
+            raise HfHubHTTPError(message, response=response)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", EchoingApi)
+    with pytest.raises(PublishError) as err:
+        push_to_hub(model_dir, "me/model", token=secret)
+    assert "the Hub refused the request" in str(err.value) and "Bearer ***" in str(err.value)
+    assert secret not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__

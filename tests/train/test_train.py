@@ -136,6 +136,9 @@ def test_resume_reproduces_a_straight_run(kadid, tmp_path):
     run(kadid, tmp_path / "b", "--epochs", "1", *lr)
     with pytest.raises(ValueError, match="resume_from_checkpoint latest or --overwrite_output_dir"):
         run(kadid, tmp_path / "b", "--epochs", "2", *lr)  # a fresh run must not mix with old checkpoints
+    torn = tmp_path / "b" / "checkpoints" / "checkpoint_7"  # a save killed half-way: no marker
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"\x00" * 10)
     resumed = run(kadid, tmp_path / "b", "--epochs", "2", "--resume_from_checkpoint", "latest", *lr)
     # stop mid-epoch (15 images / batch 4 = 4 steps per epoch), resume from the step checkpoint
     run(kadid, tmp_path / "c", "--epochs", "2", "--max_steps", "3", *lr)
@@ -171,3 +174,35 @@ def test_streaming_and_domain_filter(kadid, tmp_path):
     results = run(kadid, tmp_path / "s", "--epochs", "1", "--streaming", "--domains", "gaussian_blur", "3")
     assert results["history"][0]["train_images"] == 10  # 2 of 3 types x 5 levels
     assert results["last_epoch"]["metrics"][kadid]["n"] == 15
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {os.environ['DGQA_TEST_PWNED']}",))
+
+
+def test_resume_never_unpickles_code_from_a_checkpoint_folder(kadid, tmp_path, monkeypatch):
+    import pickle
+
+    run(kadid, tmp_path / "r", "--epochs", "1")
+    ckpt = tmp_path / "r" / "checkpoints" / "checkpoint_0"
+    pwned = tmp_path / "pwned"
+    monkeypatch.setenv("DGQA_TEST_PWNED", str(pwned))
+    (ckpt / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(ValueError, match="cannot load this checkpoint: Number of custom checkpoints"):
+        run(kadid, tmp_path / "r", "--epochs", "2", "--resume_from_checkpoint", "latest")
+    (ckpt / "custom_checkpoint_0.pkl").unlink()
+    # Accelerate reads the RNG file with weights_only: the code pickle is refused (and the RNG state
+    # skipped with a warning), the run goes on
+    (ckpt / "random_states_0.pkl").write_bytes(pickle.dumps(_Evil()))
+    results = run(kadid, tmp_path / "r", "--epochs", "2", "--resume_from_checkpoint", "latest")
+    assert results["finished"] and not pwned.exists()
+    latest = max(
+        (tmp_path / "r" / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1])
+    )
+    (latest / "optimizer.bin").write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(ValueError, match="refused to load a checkpoint file that is not plain"):
+        run(kadid, tmp_path / "r", "--epochs", "3", "--resume_from_checkpoint", "latest")
+    assert not pwned.exists()
