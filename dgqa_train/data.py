@@ -7,6 +7,7 @@ would: evaluation numbers do not depend on the world size.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,16 +29,19 @@ def load_iqa_dataset(
     split: str | None = None,
     domains: Sequence[str | int] | None = None,
     streaming: bool = False,
+    role: str | None = None,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """Load one split of a dgqa dataset with images left encoded (decoded later, in workers).
 
     Args:
         spec: a local dataset folder or a Hub id, optionally ``"<spec>:<split>"`` (e.g.
             ``hub/dgqa/livec:test``).
-        split: the split; defaults to ``test`` for a dataset that has one and no ``train``,
-            else ``train``, else the only split.
+        split: the split; defaults to the only split, else ``train`` (with a note on stderr).
         domains: keep only these distortion types (names or ids).
         streaming: stream from the Hub instead of downloading.
+        role: what the dataset is for (``"target"``, ``"evaluation"``): a dataset with several
+            splits then needs one named, since no default is right (LIVEC's ``train`` holds the 7
+            rater-training images, its ``test`` the 1,162 others).
     """
     path = spec
     if not Path(spec).exists() and ":" in spec:
@@ -51,7 +55,16 @@ def load_iqa_dataset(
         ) from None
     if split is None:
         names = list(loaded.keys())
-        split = "train" if "train" in names else ("test" if "test" in names else names[0])
+        if len(names) > 1 and role is not None:
+            raise DgqaError(
+                f"{role} dataset {path} has the splits {', '.join(names)}: name one, e.g. {path}:{names[-1]}"
+            )
+        split = names[0] if len(names) == 1 else ("train" if "train" in names else names[0])
+        if len(names) > 1:
+            print(
+                f"note: {path}: using its {split!r} split (it has {', '.join(names)}); name one with {path}:SPLIT",
+                file=sys.stderr,
+            )
     if split not in loaded:
         raise DgqaError(f"{path} has no split {split!r}; it has {', '.join(loaded.keys())}")
     ds = loaded[split]

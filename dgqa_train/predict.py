@@ -77,7 +77,7 @@ def predict_dataset(
 
     if not isinstance(model, torch.nn.Module):
         model = load_model(model)
-    ds = load_iqa_dataset(spec)
+    ds = load_iqa_dataset(spec, role="prediction")
     if "quality" not in ds.column_names or any(q is None for q in ds["quality"]):
         ds = ds.remove_columns([c for c in ("quality",) if c in ds.column_names])
         ds = ds.add_column("quality", [float("nan")] * len(ds))  # unlabeled target sets score fine

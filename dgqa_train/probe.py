@@ -314,7 +314,7 @@ def probe(
         backbone, task="regress", pretrained=pretrained, crop_size=crop_size, features=features
     )
     cache = FeatureCache(cache_dir, backbone_id(model, crop_size)) if cache_dir else None
-    eval_ds = load_iqa_dataset(eval_spec)
+    eval_ds = load_iqa_dataset(eval_spec, role="evaluation")
     y_eval = labelled(eval_ds, eval_spec, "evaluation")
     x_eval = extract_features(
         model, eval_ds, crop_size, cache, desc=f"features {eval_spec}", progress=progress

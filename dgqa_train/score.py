@@ -172,7 +172,7 @@ def score(
     model, identity = load_classifier(classifier)
     crop_size = crop_size or model.config.crop_size
     with accelerator.main_process_first():
-        ds = load_iqa_dataset(target)
+        ds = load_iqa_dataset(target, role="target")
     if len(ds) == 0:
         raise DgqaError(f"target {target} has no images")
     mean, std = model.normalization

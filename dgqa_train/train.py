@@ -390,7 +390,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     eval_bs = config.eval_batch_size or config.batch_size
     eval_sets = {}
     for spec in config.eval_datasets:
-        ds = load_iqa_dataset(spec)
+        ds = load_iqa_dataset(spec, role="evaluation")
         crops = UInt8Crops(ds, config.crop_size, config.test_crops, train=False, seed=config.seed)
         eval_sets[spec] = make_loader(crops, eval_bs, config.seed, False, config.num_workers)
 

@@ -255,7 +255,7 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
 
     with accelerator.main_process_first():
         train_ds = load_iqa_dataset(config.train_dataset)
-        eval_ds = load_iqa_dataset(config.eval_dataset) if config.eval_dataset else None
+        eval_ds = load_iqa_dataset(config.eval_dataset, role="held-out") if config.eval_dataset else None
     _check_labels(train_ds, config.train_dataset)
     if eval_ds is not None:
         _check_labels(eval_ds, config.eval_dataset)

@@ -331,3 +331,24 @@ def test_synth_workers_die_with_a_killed_parent(tmp_path):
     ]
     assert not alive, f"workers outlived the parent: {alive}"
     assert not (tmp_path / "o").exists()  # nothing looks complete
+
+
+# -- 8. an ambiguous split is never chosen silently -------------------------------------------------
+def test_a_target_with_several_splits_needs_one_named(w, tmp_path, capsys):
+    out = tmp_path / "two"
+    writer = HubFolderWriter(out, base_features())
+    for i, crop in enumerate(reference_crops()[:4]):
+        row = {"image": {"bytes": encode(crop, "PNG"), "path": f"{i}.png"}, "image_id": f"{i}.png",
+               "distortion_type": -1, "distortion_level": 0, "domain": "authentic", "corpus": "two"}  # fmt: skip
+        writer.add(row, split="train" if i == 0 else "test")
+    from dgqa_data.hub_folder import configs_yaml, render_card
+
+    writer.finish(render_card({"configs": configs_yaml(writer.parts()), "license": "other"}, "# two"))
+    rc, err = run(
+        capsys, "score", "--classifier", w["cls"], "--target", out, "--out", tmp_path / "s", "--crops", "1"
+    )
+    assert rc == 2 and f"target dataset {out} has the splits train, test: name one, e.g. {out}:test" in err
+    assert not (tmp_path / "s").exists()
+    rc, err = run(capsys, "score", "--classifier", w["cls"], "--target", f"{out}:test", "--out", tmp_path / "s", "--crops", "1")  # fmt: skip
+    assert rc == 0
+    assert json.loads((tmp_path / "s" / "scores.json").read_text())["num_images"] == 3
