@@ -90,6 +90,11 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         help="quality labels (mos, 1-5): none (as KADIS-700k), severity (from the applied type and level, "
         "the scale of dgqa_data.severity) or ms-ssim (full-reference pseudo-MOS); default none",
     )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="record unreadable references in skipped.csv and the card instead of failing",
+    )
     p.set_defaults(func=run_synth)
 
 
@@ -117,6 +122,7 @@ def run_synth(args: argparse.Namespace) -> None:
         limit=args.limit,
         corpus=args.corpus,
         labels=args.labels,
+        skip_bad=args.skip_bad,
     )
     print(f"wrote {out}" if out else "shard(s) done; the dataset is finalised when every shard has run")
 

@@ -10,6 +10,7 @@ only when every shard is done.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -99,9 +100,13 @@ class SynthPlan:
     corpus: str = "synthetic"
     limit: int | None = None
     labels: str = "none"
+    skip_bad: bool = False
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Identity of the output; ``skip_bad`` is left out, so a run that failed on a bad reference
+        resumes with ``--skip-bad`` (finished shards had no bad reference)."""
+        data = {k: v for k, v in asdict(self).items() if k != "skip_bad"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def find_references(source: str | Path, limit: int | None = None) -> list[Reference]:
@@ -189,7 +194,8 @@ def synth_features() -> datasets.Features:
     return feats
 
 
-def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan):
+def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan, skipped: list[dict[str, str]]):
+    """Rows of one shard; with ``plan.skip_bad`` an unreadable reference goes to ``skipped`` instead."""
     from dgqa_data.distortions import distort_with_draws, seed_for
 
     ext = plan.encoding
@@ -199,7 +205,13 @@ def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan):
         try:
             pristine = ref.load()
         except (OSError, ValueError) as err:
-            raise CorpusError(f"reference {ref.ref_id}: cannot read image: {err}") from err
+            reason = str(err).removeprefix(f"reference {ref.ref_id}: ")
+            if plan.skip_bad:
+                skipped.append({"reference": ref.ref_id, "reason": reason})
+                continue
+            raise CorpusError(
+                f"reference {ref.ref_id}: {reason} (use --skip-bad to record and skip it)"
+            ) from None
         stem = _stem(ref.ref_id)
         for tid, level in jobs_for(ref_no, ref, plan):
             if tid == 0:
@@ -230,8 +242,8 @@ def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: P
     if final.exists():
         return 0
     features = synth_features()
-    rows = []
-    for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan):
+    rows, skipped = [], []
+    for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan, skipped):
         mos = _label(plan.labels, tid, level, img, pristine)
         rows.append(
             {
@@ -255,8 +267,17 @@ def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: P
         n: ("none" if n == "image" and plan.encoding == "png" else "zstd") for n in table.column_names
     }
     pq.write_table(table, tmp, row_group_size=100, compression=compression)
+    _record_skipped(work, shard, skipped)  # before the shard counts as done
     tmp.rename(final)
     return len(rows)
+
+
+def _record_skipped(work: Path, shard: int, skipped: list[dict[str, str]]) -> None:
+    if skipped:
+        (work / "skipped").mkdir(exist_ok=True)
+        tmp = work / "skipped" / f"shard-{shard:05d}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(skipped))
+        tmp.rename(work / "skipped" / f"shard-{shard:05d}.json")
 
 
 def _write_shard_files(
@@ -266,8 +287,8 @@ def _write_shard_files(
     marker = work / ".done" / f"shard-{shard:05d}"
     if marker.exists():
         return 0
-    n = 0
-    for _ref, tid, _level, _seed, _draws, name, img, _pristine in _shard_rows(shard, refs, plan):
+    n, skipped = 0, []
+    for _ref, tid, _level, _seed, _draws, name, img, _pristine in _shard_rows(shard, refs, plan, skipped):
         if tid == 0:
             continue
         dest = work / "dist_imgs" / name
@@ -275,6 +296,7 @@ def _write_shard_files(
         tmp.write_bytes(_encode(img, "bmp"))
         tmp.rename(dest)
         n += 1
+    _record_skipped(work, shard, skipped)
     marker.parent.mkdir(exist_ok=True)
     marker.write_text(str(n))
     return n
@@ -299,6 +321,7 @@ def synthesize(
     limit: int | None = None,
     corpus: str = "synthetic",
     labels: str = "none",
+    skip_bad: bool = False,
     progress: bool = True,
 ) -> Path | None:
     """Generate a KADIS-style synthetic dataset.
@@ -324,6 +347,7 @@ def synthesize(
             level, :func:`dgqa_data.severity.synthetic_quality`: one scale with simulated camera
             captures) or ``ms-ssim`` (MS-SSIM against the reference mapped to 1-5,
             :func:`dgqa_data.camera.pseudo_mos`).
+        skip_bad: record unreadable references in ``skipped.csv`` (and the card) instead of failing.
         progress: show a progress bar.
 
     Returns:
@@ -356,6 +380,7 @@ def synthesize(
         corpus=corpus,
         limit=limit,
         labels=labels,
+        skip_bad=skip_bad,
     )
     out = Path(out)
     check_output(out, {"synth source": source})
@@ -443,14 +468,24 @@ def _finalize(
     # every shard is done, so a temporary file left now is from a killed run: never ship it
     for leftover in [*work.glob("data/*.tmp-*"), *work.glob("dist_imgs/*.tmp-*"), *work.glob("plan.tmp-*")]:
         leftover.unlink()
+    skipped = [s for f in sorted(work.glob("skipped/shard-*.json")) for s in json.loads(f.read_text())]
+    bad = {s["reference"] for s in skipped}
     counts: Counter = Counter()
     for ref_no, ref in enumerate(refs):
-        for tid, _ in jobs_for(ref_no, ref, cfg):
+        for tid, _ in jobs_for(ref_no, ref, cfg) if ref.ref_id not in bad else ():
             counts[tid] += 1
+    shutil.rmtree(work / "skipped", ignore_errors=True)
+    if skipped:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["reference", "reason"])
+        writer.writeheader()
+        writer.writerows(skipped)
+        (work / "skipped.csv").write_text(buf.getvalue())
     if fmt == "kadis-files":
-        _write_kadis_csv(work, refs, cfg)
+        _write_kadis_csv(work, [r for r in refs if r.ref_id not in bad], cfg)
     else:
-        (work / "README.md").write_text(synth_card(cfg, counts, len(refs), work), encoding="utf-8")
+        card = synth_card(cfg, counts, len(refs) - len(bad), work, skipped=len(skipped))
+        (work / "README.md").write_text(card, encoding="utf-8")
     os.rmdir(work / ".finalizing")
     shutil.rmtree(work / ".done", ignore_errors=True)
     work.rename(out)
@@ -474,7 +509,7 @@ def _write_kadis_csv(work: Path, refs: Sequence[Reference], cfg: SynthPlan) -> N
             Image.fromarray(ref.load()).save(dest.with_suffix(".png"))
 
 
-def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path) -> str:
+def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path, skipped: int = 0) -> str:
     """README.md of a synthetic dataset: plan, counts per type, the distortion registry.
 
     The front matter carries ``dataset_info`` (row count and parquet bytes): ``datasets`` keys its
@@ -516,6 +551,7 @@ def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path) -> st
         meta,
         plan=cfg,
         num_refs=num_refs,
+        skipped=skipped,
         num_rows=num_rows,
         pristine=counts.get(0, 0),
         specs=specs,

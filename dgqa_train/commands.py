@@ -118,6 +118,11 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="score every row of this dataset (PATH[:SPLIT]) instead of files")
     p.add_argument("--out", help="also write a CSV (image,quality)")
     p.add_argument("--crops", type=at_least(1), default=5, help="seeded crops averaged per image")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip images that cannot be decoded (listed on stderr and in --out) instead of failing",
+    )
     p.add_argument("--seed", type=int, default=123, help="crop seed")
     p.add_argument("--batch-size", type=at_least(1), default=16)
     p.add_argument("--num-workers", type=at_least(0), default=0)

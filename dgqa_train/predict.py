@@ -103,15 +103,29 @@ def run(args: argparse.Namespace) -> None:
         "batch_size": args.batch_size,
         "num_workers": args.num_workers,
     }
+    skipped: list[tuple[str, str]] = []
+    images = list(args.images)
+    if args.skip_bad and images:
+        from dgqa_data.images import ImageDecodeError, open_rgb
+
+        for path in list(images):
+            try:
+                open_rgb(path)
+            except (ImageDecodeError, OSError) as err:
+                skipped.append((path, str(err)))
+                images.remove(path)
     if args.dataset:
         rows = predict_dataset(model, args.dataset, **kw)
     else:
-        rows = list(zip(args.images, predict_files(model, args.images, **kw)))
+        rows = list(zip(images, predict_files(model, images, **kw))) if images else []
     for name, q in rows:
         sys.stdout.write(f"{name}\t{q:.6f}\n")
+    for name, reason in skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["image", "quality"])
-            w.writerows((name, f"{q:.6f}") for name, q in rows)
+            w.writerow(["image", "quality", "skipped"])
+            w.writerows((name, f"{q:.6f}", "") for name, q in rows)
+            w.writerows((name, "", reason) for name, reason in skipped)

@@ -146,6 +146,7 @@ def test_bad_images_are_named_in_synth_and_predict(tmp_path, w, capsys, monkeypa
     src = tmp_path / "src"
     src.mkdir()
     good = encode(reference_crops()[0], "PNG")
+    small = encode(reference_crops(size=(20, 20))[0], "PNG")  # under the bomb limit below
     bad = src / "bad.png"
     bad.write_bytes({"not-an-image": b"hello", "truncated": good[: len(good) // 2], "bomb": good}[case])
     if case == "bomb":
@@ -153,9 +154,33 @@ def test_bad_images_are_named_in_synth_and_predict(tmp_path, w, capsys, monkeypa
     expected = "refused to decode" if case == "bomb" else "cannot decode the image"
     rc, err = run(capsys, "predict", "--model", w["reg"], bad)
     assert rc == 2 and "bad.png" in err and expected in err
-    rc, err = run(capsys, "synth", "--source", src, "--out", tmp_path / "out")
-    assert rc == 2 and "bad.png" in err and expected in err
+    rc, err = run(
+        capsys, "synth", "--source", src, "--out", tmp_path / "out", "--types", "1", "--levels", "1"
+    )
+    assert rc == 2 and "bad.png" in err and expected in err and "--skip-bad" in err
     assert not (tmp_path / "out").exists()
+    # --skip-bad: the others go through, the bad one is recorded, not dropped silently
+    (src / "good.png").write_bytes(small)
+    rc, err = run(capsys, "synth", "--source", src, "--out", tmp_path / "out", "--types", "1", "--levels", "1",
+                  "--skip-bad")  # fmt: skip
+    assert rc == 0
+    skipped = (tmp_path / "out" / "skipped.csv").read_text()
+    assert skipped.startswith("reference,reason\nbad.png,") and expected in skipped
+    assert "1 reference(s) could not be read" in (tmp_path / "out" / "README.md").read_text()
+    import datasets
+
+    assert datasets.load_dataset(str(tmp_path / "out"), split="train")["image_id"] == [
+        "good.png",
+        "good_01_01.png",
+    ]
+    csv_out = tmp_path / "q.csv"
+    rc, err = run(
+        capsys, "predict", "--model", w["reg"], bad, src / "good.png", "--skip-bad", "--out", csv_out
+    )
+    assert rc == 0 and f"skipped {bad}: " in err
+    lines = csv_out.read_text().splitlines()
+    assert lines[0] == "image,quality,skipped" and lines[1].startswith(f"{src / 'good.png'},0.")
+    assert lines[2].startswith(f"{bad},,") and expected in lines[2]
 
 
 # -- 5. labels and options are validated ----------------------------------------------------------
