@@ -8,9 +8,7 @@ when :meth:`HubFolderWriter.finish` runs, so a crash never leaves a folder that 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +20,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from dgqa_data.errors import OutputExistsError
+from dgqa_data.paths import owner_alive, process_owner
 
 SHARD_BYTES = 500 * 2**20  # Hub guidance: a few hundred MB per parquet file
 ROW_GROUP_ROWS = 100  # small row groups keep image datasets streamable
@@ -88,24 +87,6 @@ def dataset_info_yaml(
     return infos
 
 
-def _owner() -> str:
-    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
-
-
-def _alive(owner: str) -> bool:
-    """Whether the process that owns a temporary folder may still run (another host: assume so)."""
-    host, _, pid = owner.rpartition("-")
-    if host != socket.gethostname().replace("-", "_") or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_interrupted(out: Path) -> list[str]:
     """Clean up after runs that were killed while writing ``out``; returns what was done.
 
@@ -125,7 +106,7 @@ def recover_interrupted(out: Path) -> list[str]:
             done.append(f"removed {old.name}")
     for tmp in sorted(parent.glob(f".{out.name}.tmp-*")):
         owner = tmp.name.removeprefix(f".{out.name}.tmp-").rsplit("-", 1)[0]
-        if not _alive(owner):
+        if not owner_alive(owner):
             shutil.rmtree(tmp, ignore_errors=True)
             done.append(f"removed {tmp.name}")
     return done
@@ -162,7 +143,7 @@ class HubFolderWriter:
             )
         self.out.parent.mkdir(parents=True, exist_ok=True)
         # the temporary folder names its owner (host, pid) so that a later run can tell it is stale
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{_owner()}-{uuid.uuid4().hex[:8]}"
+        self.tmp = self.out.parent / f".{self.out.name}.tmp-{process_owner()}-{uuid.uuid4().hex[:8]}"
         (self.tmp / "data").mkdir(parents=True)
         self.features = features
         self.schema = features.arrow_schema

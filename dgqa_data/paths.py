@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from dgqa_data.errors import DgqaError
@@ -50,3 +53,65 @@ def check_output(out: str | Path, inputs: Mapping[str, str | Path | None], flag:
             f"{flag} {out} {how} the {what} {spec}: writing there could destroy or change an input; "
             "choose an output outside it"
         )
+
+
+def process_owner() -> str:
+    """``<host>-<pid>`` of this process (names temporary folders and locks)."""
+    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process that owns a temporary folder may still run (another host: assume so)."""
+    host, _, pid = owner.rpartition("-")
+    if host != socket.gethostname().replace("-", "_") or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+LOCK_NAME = ".dgqa.lock"
+
+
+@contextmanager
+def run_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold ``folder/.dgqa.lock`` while a run writes ``folder`` (created if needed).
+
+    A second run into the same folder is refused while the first one's process is alive; a lock
+    left by a killed run (its process is gone) is taken over.
+
+    Raises:
+        DgqaError: another live run holds the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    me = process_owner()
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+            except FileNotFoundError:
+                continue
+            if owner_alive(owner):
+                raise DgqaError(
+                    f"{folder} is being written by another dgqa run ({owner}); wait for it to end or choose "
+                    "another output folder"
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a killed run
+            continue
+        os.write(fd, me.encode())
+        os.close(fd)
+        break
+    else:
+        raise DgqaError(f"{folder}: could not take {LOCK_NAME}; is another run starting?")
+    try:
+        yield folder
+    finally:
+        lock.unlink(missing_ok=True)

@@ -45,6 +45,22 @@ def parse_config(cls: type[T], argv: list[str] | None = None) -> T:
     return config
 
 
+def check_ranges(config: Any, **bounds: tuple[float | None, float | None]) -> None:
+    """Refuse a config field outside ``[low, high]`` (``None`` = open; NaN is always refused;
+    a ``None`` value is skipped): ``check_ranges(cfg, lr=(1e-12, None), epochs=(0, None))``."""
+    for name, (low, high) in bounds.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if value != value or (low is not None and value < low) or (high is not None and value > high):
+            want = (
+                f">= {low:g}"
+                if high is None
+                else (f"<= {high:g}" if low is None else f"in [{low:g}, {high:g}]")
+            )
+            raise DgqaError(f"--{name} must be {want}, got {value}")
+
+
 def save_config(config: Any, path: str | Path) -> None:
     """Write a dataclass config as JSON (reloadable with ``--config``)."""
     data = asdict(config) if is_dataclass(config) else dict(config)

@@ -40,6 +40,7 @@ from PIL import Image
 from dgqa_data import __version__
 from dgqa_data.camera import CAMERA_TYPES, simulate_capture
 from dgqa_data.errors import DgqaError, at_least
+from dgqa_data.paths import run_lock
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 
 SOURCE_PHOTOS = ("astronaut", "motorcycle", "hubble_deep_field", "retina")
@@ -194,6 +195,10 @@ class Demo:
 
         logging.getLogger("accelerate").setLevel(logging.WARNING)  # no per-checkpoint chatter
         self.check_settings()
+        with run_lock(self.out):
+            return self._run_stages()
+
+    def _run_stages(self) -> Path:
         for i, stage in enumerate(STAGES, 1):
             try:
                 self.run_stage(i, stage, getattr(self, f"stage_{stage}"))

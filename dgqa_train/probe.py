@@ -310,19 +310,22 @@ def probe(
 
     if head not in HEADS:
         raise DgqaError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    # every dataset is loaded and checked before the backbone runs: a bad one fails fast, writing nothing
+    eval_ds = load_iqa_dataset(eval_spec, role="evaluation")
+    y_eval = labelled(eval_ds, eval_spec, "evaluation")
+    train_sets = []
+    for spec in train:
+        ds = load_iqa_dataset(spec)
+        train_sets.append((spec, ds, labelled(ds, spec, "training")))
     model = build_model(
         backbone, task="regress", pretrained=pretrained, crop_size=crop_size, features=features
     )
     cache = FeatureCache(cache_dir, backbone_id(model, crop_size)) if cache_dir else None
-    eval_ds = load_iqa_dataset(eval_spec, role="evaluation")
-    y_eval = labelled(eval_ds, eval_spec, "evaluation")
     x_eval = extract_features(
         model, eval_ds, crop_size, cache, desc=f"features {eval_spec}", progress=progress
     )
     records = []
-    for spec in train:
-        ds = load_iqa_dataset(spec)
-        y = labelled(ds, spec, "training")
+    for spec, ds, y in train_sets:
         x = extract_features(model, ds, crop_size, cache, desc=f"features {spec}", progress=progress)
         groups = reference_groups(ds)
         for seed in seeds:

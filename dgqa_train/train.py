@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 import zlib
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Sampler  # noqa: E402
 
 from dgqa_data.errors import DgqaError, MissingInputError  # noqa: E402
-from dgqa_data.paths import check_output  # noqa: E402
+from dgqa_data.paths import check_output, run_lock  # noqa: E402
 from dgqa_train.checkpoints import STATE_FILE, latest_checkpoint, mark_complete  # noqa: E402
-from dgqa_train.config import make_accelerator, parse_config, save_config  # noqa: E402
+from dgqa_train.config import check_ranges, make_accelerator, parse_config, save_config  # noqa: E402
 from dgqa_train.data import CropDataset, decode_rgb, load_iqa_dataset, random_crops  # noqa: E402
 from dgqa_train.evaluate import METRIC_LABELS, evaluate_loader, json_safe, to_model_input  # noqa: E402
 from dgqa_train.metrics import plcc_loss  # noqa: E402
@@ -142,8 +143,13 @@ class TrainConfig:
         for name in ("batch_size", "gradient_accumulation_steps", "crop_size", "test_crops"):
             if getattr(self, name) < 1:
                 raise DgqaError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.epochs < 0:
-            raise DgqaError(f"--epochs must be >= 0, got {self.epochs}")
+        check_ranges(
+            self, epochs=(0, None), lr_backbone=(0, None), lr_head=(1e-12, None), weight_decay=(0, None),
+            max_steps=(1, None), eval_batch_size=(1, None), num_workers=(0, None), save_every_epochs=(0, None),
+            log_every=(1, None),
+        )  # fmt: skip
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise DgqaError(f"--mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if self.epochs > 0 and not self.train_dataset:
             raise DgqaError("--train_dataset is required to train (use --epochs 0 to only evaluate)")
         if self.epochs == 0 and not self.eval_datasets:
@@ -362,6 +368,9 @@ def _checkpoint_dir(output_dir: Path, resume: str | None) -> Path | None:
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or, with ``epochs=0``, only evaluate) and write the output folder.
 
+    The folder may not be an input; process 0 holds its lock for the whole run (a second run into
+    it is refused).
+
     Returns:
         The ``results.json`` content (see :func:`results_dict`).
     """
@@ -370,6 +379,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     check_output(
         out, inputs | {f"eval dataset {i + 1}": s for i, s in enumerate(config.eval_datasets)}, "--output_dir"
     )
+    with run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+        return _train(config, out)
+
+
+def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
     accelerator = make_accelerator(
         out, config.mixed_precision, config.gradient_accumulation_steps, config.report_to, config.seed
     )

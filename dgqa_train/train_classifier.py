@@ -23,7 +23,9 @@ if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).reso
 
 import json
 import math
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,10 +33,10 @@ import numpy as np
 import torch
 
 from dgqa_data.errors import DgqaError, MissingInputError
-from dgqa_data.paths import check_output
+from dgqa_data.paths import check_output, run_lock
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_train.checkpoints import STATE_FILE, checkpoint_number, latest_checkpoint, mark_complete
-from dgqa_train.config import make_accelerator, parse_config, save_config
+from dgqa_train.config import check_ranges, make_accelerator, parse_config, save_config
 from dgqa_train.data import CropDataset, load_iqa_dataset
 from dgqa_train.models import ModelConfig, build_model, save_model
 
@@ -98,6 +100,10 @@ class ClassifierTrainConfig:
         for name in ("epochs", "batch_size", "crop_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise DgqaError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_ranges(
+            self, lr=(1e-12, None), weight_decay=(0, None), num_workers=(0, None), max_steps=(1, None),
+            checkpointing_steps=(1, None),
+        )  # fmt: skip
 
 
 class EpochPermutationSampler(torch.utils.data.Sampler[int]):
@@ -244,6 +250,11 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     inputs = {"training dataset": config.train_dataset, "held-out dataset": config.eval_dataset}
     check_output(out, inputs, "--output_dir")
+    with run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+        return _train_classifier(config, out)
+
+
+def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any]:
     accelerator = make_accelerator(
         out,
         mixed_precision=config.mixed_precision,

