@@ -381,7 +381,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         cache_dir=args.cache_dir or out / "features",
     )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "probe.json").write_text(json.dumps(records, indent=2) + "\n")
+    tmp = out / f".probe.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(records, indent=2) + "\n")
+    tmp.replace(out / "probe.json")  # a second run into the same folder replaces it whole
     for r in records:
         print(
             f"{r['train']}  seed {r['seed']}  SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  ({r['train_images']} images)"
