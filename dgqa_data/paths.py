@@ -88,6 +88,7 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
         DgqaError: another live run holds the folder.
     """
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
     me = process_owner()
@@ -115,3 +116,5 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
         yield folder
     finally:
         lock.unlink(missing_ok=True)
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a run that failed before writing anything leaves nothing behind

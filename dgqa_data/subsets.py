@@ -167,13 +167,12 @@ def _corpus_or_none(name: str) -> Corpus | None:
 
 
 def restricted_corpora(corpora: list[str]) -> list[str]:
-    """The corpora among ``corpora`` whose images may not be redistributed (unknown ones count)."""
-    out = []
-    for name in corpora:
-        corpus = _corpus_or_none(name)
-        if corpus is None or not corpus.redistributable:
-            out.append(name)
-    return out
+    """The registered corpora among ``corpora`` whose terms forbid redistributing their images.
+
+    A ``corpus`` value that names no registered corpus (a synthetic set, a ``folder`` build of your
+    own photos) is yours to share: its images are embedded.
+    """
+    return [name for name in corpora if (c := _corpus_or_none(name)) is not None and not c.redistributable]
 
 
 def index_only_features(features: datasets.Features) -> datasets.Features:

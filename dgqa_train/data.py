@@ -68,7 +68,15 @@ def load_iqa_dataset(
     if split not in loaded:
         raise DgqaError(f"{path} has no split {split!r}; it has {', '.join(loaded.keys())}")
     ds = loaded[split]
-    if isinstance(ds.features["image"], datasets.Image):
+    features = ds.features  # None for some streamed datasets: checked per row later
+    if features is not None and "image" not in features:
+        raise DgqaError(f"{path}: no image column; not a dgqa dataset")
+    if features is not None and not isinstance(features["image"], datasets.Image):
+        raise DgqaError(
+            f"{path} is index-only (image paths + sha256, no pixels): attach the images from your own "
+            f"download first with `dgqa hydrate {path} --root YOUR_DOWNLOAD`"
+        )
+    if features is not None:
         ds = ds.cast_column("image", datasets.Image(decode=False))
     if domains:
         wanted = {type_id(d) for d in domains}
@@ -129,6 +137,7 @@ class CropDataset(torch.utils.data.Dataset):
         label: ``"quality"`` (float) or ``"distortion_type"`` (int class).
         mean, std: normalisation of the backbone.
         seed: base seed; call :meth:`set_epoch` each epoch for new training crops.
+        name: how errors call the dataset (e.g. ``"evaluation dataset hub/dgqa/livec:test"``).
     """
 
     def __init__(
@@ -141,15 +150,17 @@ class CropDataset(torch.utils.data.Dataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         seed: int = 0,
+        name: str = "dataset",
     ):
         if label not in ds.column_names:
-            raise DgqaError(f"dataset has no {label!r} column; columns: {ds.column_names}")
+            raise DgqaError(f"{name} has no {label!r} column; columns: {ds.column_names}")
         self.ds = ds
-        self.labels = ds[label]
+        self.labels = list(ds[label])
         if label == "quality" and any(v is None for v in self.labels):
-            missing = sum(v is None for v in self.labels)
+            missing = [i for i, v in enumerate(self.labels) if v is None]
             raise DgqaError(
-                f"{missing} row(s) have no quality label; an unlabeled set cannot train a regressor"
+                f"{name}: {len(missing)} of {len(self.labels)} row(s) have no quality label (first rows "
+                f"{missing[:3]}); training and evaluating a regressor need labelled data"
             )
         self.crop_size, self.num_crops, self.train, self.label = crop_size, num_crops, train, label
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)

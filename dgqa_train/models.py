@@ -414,22 +414,58 @@ def build_backbone(
         return _from_pretrained(name_or_path, name_or_path)
     from transformers import AutoConfig
 
-    try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except OSError as e:
-        raise _offline_error(name_or_path, "config", e) from e
+    config = _hub_load(AutoConfig.from_pretrained, name_or_path, name_or_path, "config")
     module = backbone_from_hf_config(config)
     return module, module.feature_dim
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a connection within ``timeout`` seconds (False when
+    ``HF_HUB_OFFLINE`` is set). Checked once before a download, so that a machine without internet
+    fails at once instead of after the client's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout
+        ).close()
+    except OSError:
+        return False
+    return True
+
+
+def _hub_load(load: Callable[..., Any], source: str, name: str, what: str, **kwargs: Any) -> Any:
+    """``load(source, **kwargs)`` from a local folder or the cache, else from the Hub when it is reachable."""
+    if Path(source).is_dir():
+        attempts = [{}]
+    else:
+        attempts = [{"local_files_only": True}, {}]
+    error: Exception | None = None
+    for extra in attempts:
+        if extra == {} and len(attempts) > 1 and not hub_reachable():
+            break
+        try:
+            return load(source, **kwargs, **extra)
+        except OSError as e:
+            error = e
+    raise _offline_error(name, what, error or OSError("the Hub is not reachable from here")) from None
 
 
 def _from_pretrained(source: str, name: str, config_override: Any = None) -> tuple[nn.Module, int]:
     from transformers import AutoConfig, AutoModel
 
-    try:
-        config = config_override if config_override is not None else AutoConfig.from_pretrained(source)
-        model = AutoModel.from_pretrained(source, config=config, **_model_kwargs(config))
-    except OSError as e:
-        raise _offline_error(name, "pretrained weights", e) from e
+    config = config_override
+    if config is None:
+        config = _hub_load(AutoConfig.from_pretrained, source, name, "config")
+    model = _hub_load(
+        AutoModel.from_pretrained, source, name, "pretrained weights", config=config, **_model_kwargs(config)
+    )
     module = TransformersBackbone(model)
     return module, module.feature_dim
 
@@ -445,7 +481,8 @@ def processor_normalization(name_or_path: str) -> tuple[list[float], list[float]
                 return None
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(name_or_path, "preprocessor_config.json"))
+            offline = not hub_reachable()
+            path = Path(hf_hub_download(name_or_path, "preprocessor_config.json", local_files_only=offline))
         data = json.loads(path.read_text())
         mean, std = data.get("image_mean"), data.get("image_std")
     except Exception:  # noqa: BLE001 - a missing/odd processor config only means "use ImageNet"

@@ -27,6 +27,11 @@ def _scores(
 ) -> np.ndarray:
     from dgqa_train.train import UInt8Crops, make_loader, norm_tensors
 
+    if model.task != "regress":
+        raise DgqaError(
+            f"the model is a {model.task} model with {model.config.num_outputs} outputs (a domain classifier?), "
+            "not a quality regressor: `dgqa score` gives a classifier's domain logits"
+        )
     device = next(model.parameters()).device
     data = UInt8Crops(ds, model.config.crop_size, crops, train=False, seed=seed)
     loader = make_loader(data, batch_size, seed, train=False, num_workers=workers)

@@ -405,7 +405,14 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
     eval_sets = {}
     for spec in config.eval_datasets:
         ds = load_iqa_dataset(spec, role="evaluation")
-        crops = UInt8Crops(ds, config.crop_size, config.test_crops, train=False, seed=config.seed)
+        crops = UInt8Crops(
+            ds,
+            config.crop_size,
+            config.test_crops,
+            train=False,
+            seed=config.seed,
+            name=f"evaluation dataset {spec}",
+        )
         eval_sets[spec] = make_loader(crops, eval_bs, config.seed, False, config.num_workers)
 
     train_info: dict[str, Any] = {"dataset": config.train_dataset, "domains": config.domains, "images": None}
@@ -415,7 +422,14 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
         if config.streaming:
             data = StreamCrops(ds, config.crop_size, config.seed)
         else:
-            data = UInt8Crops(ds, config.crop_size, 1, train=True, seed=config.seed)
+            data = UInt8Crops(
+                ds,
+                config.crop_size,
+                1,
+                train=True,
+                seed=config.seed,
+                name=f"training dataset {config.train_dataset}",
+            )
             train_info["images"] = len(data)
             if len(data) == 0:
                 raise DgqaError(

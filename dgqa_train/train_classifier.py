@@ -160,7 +160,7 @@ def _check_labels(ds: Any, name: str) -> None:
     labels = np.asarray(ds["distortion_type"])
     bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
     if bad.size:
-        ids = ds.select(bad[:3].tolist())["image_id"] if "image_id" in ds.column_names else bad[:3].tolist()
+        ids = [ds[int(i)]["image_id"] for i in bad[:3]] if "image_id" in ds.column_names else bad[:3].tolist()
         raise DgqaError(
             f"{name}: {bad.size} row(s) have no distortion type in 0..{NUM_CLASSES - 1} (e.g. {ids}); "
             "the domain classifier trains on labelled synthetic data (pristine + KADID types)"

@@ -496,3 +496,35 @@ def test_other_mistakes_get_one_clear_line(w, capsys, verb, argv, message):
         and "Traceback" not in err
     )
     assert snapshot(w["root"]) == before  # nothing written, nothing changed
+
+
+def test_own_data_subsets_embed_images_and_index_only_data_is_named(w, tmp_path, capsys):
+    from dgqa_data.subsets import all_control
+
+    report = all_control(w["synth"], out=tmp_path / "synth-all")  # corpus "synthetic": yours to share
+    assert not report.index_only
+    index_only = build_corpus("kadid10k", w["kadid"], tmp_path / "idx", index_only=True, progress=False).out
+    rc, err = run(capsys, "train", "--train_dataset", index_only, "--output_dir", tmp_path / "r",
+                  "--backbone", "tiny-resnet", "--pretrained", "false", "--epochs", "1")  # fmt: skip
+    assert rc == 2 and f"{index_only} is index-only (image paths + sha256, no pixels)" in err
+    assert f"dgqa hydrate {index_only} --root" in err
+
+
+def test_messages_name_the_dataset_and_the_model_kind(w, tmp_path, capsys):
+    rc, err = run(capsys, "predict", "--model", w["cls"], w["photos"] / "p0.png")
+    assert (
+        rc == 2
+        and "is a classify model with 26 outputs (a domain classifier?), not a quality regressor" in err
+    )
+    # an unlabelled evaluation set: named, with its role
+    rc, err = run(capsys, "train", "--train_dataset", w["synth"], "--eval_datasets", w["built"], "--output_dir",
+                  tmp_path / "r", "--backbone", "tiny-resnet", "--pretrained", "false", "--epochs", "0")  # fmt: skip
+    assert rc == 0, err  # kadid10k is labelled
+    unlabelled = build_corpus("folder", w["photos"], tmp_path / "mine", progress=False).out
+    rc, err = run(capsys, "train", "--train_dataset", w["synth"], "--eval_datasets", unlabelled, "--output_dir",
+                  tmp_path / "r2", "--backbone", "tiny-resnet", "--pretrained", "false", "--epochs", "1")  # fmt: skip
+    assert rc == 2 and f"evaluation dataset {unlabelled}: 2 of 2 row(s) have no quality label" in err
+    rc, err = run(capsys, "train-classifier", "--train_dataset", unlabelled, "--output_dir", tmp_path / "c",
+                  "--backbone", "tiny-resnet", "--pretrained", "false")  # fmt: skip
+    assert rc == 2 and "2 row(s) have no distortion type in 0..25 (e.g. ['p0.png', 'p1.png'])" in err
+    assert "Column(" not in err
