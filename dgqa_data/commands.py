@@ -77,7 +77,13 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=["dataset", "kadis-files"], default="dataset")
     p.add_argument("--encoding", choices=["png", "bmp"], default="png", help="image encoding inside parquet")
-    p.add_argument("--refs-per-shard", type=at_least(1), default=32)
+    p.add_argument(
+        "--refs-per-shard",
+        type=at_least(1),
+        default=None,
+        help="references per shard, the unit of resume and distribution (default: about 16 shards, "
+        "at most 32 references each)",
+    )
     p.add_argument("--num-proc", type=at_least(1), default=1, help="worker processes (default 1)")
     p.add_argument("--num-shards", type=at_least(1), default=None, help="split the work for a scheduler")
     p.add_argument("--shard-index", type=at_least(0), default=None)

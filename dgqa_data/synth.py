@@ -145,6 +145,11 @@ def _kadis_references(root: Path) -> list[Reference]:
     return refs
 
 
+def auto_refs_per_shard(num_refs: int) -> int:
+    """The default shard size: about 16 shards for small sets, at most 32 references a shard."""
+    return max(1, min(32, -(-num_refs // 16)))
+
+
 def jobs_for(ref_no: int, ref: Reference, plan: SynthPlan) -> list[tuple[int, int]]:
     """(type, level) pairs to generate for one reference (0, 0 = the pristine copy)."""
     jobs = [(0, 0)] if plan.include_pristine else []
@@ -314,7 +319,7 @@ def synthesize(
     seed: int = 0,
     fmt: str = "dataset",
     encoding: str = "png",
-    refs_per_shard: int = 32,
+    refs_per_shard: int | None = None,
     num_proc: int = 1,
     num_shards: int | None = None,
     shard_index: int | None = None,
@@ -337,7 +342,8 @@ def synthesize(
         seed: base seed; each image uses ``seed_for(reference, type, level, seed)``.
         fmt: ``dataset`` (parquet shards + card) or ``kadis-files`` (``dist_imgs/*.bmp``).
         encoding: ``png`` (lossless, fast zlib level) or ``bmp`` inside the parquet shards.
-        refs_per_shard: references per shard (the unit of resume and distribution).
+        refs_per_shard: references per shard (the unit of resume and distribution); default: from the
+            number of references only (:func:`auto_refs_per_shard`), so every process has work.
         num_proc: local worker processes.
         num_shards, shard_index: run only shards ``s`` with ``s % num_shards == shard_index``
             (defaults: ``WORLD_SIZE`` / ``RANK`` under ``accelerate launch`` or torchrun, else all).
@@ -367,6 +373,14 @@ def synthesize(
         raise DgqaError(
             f"types must be in 1..25 and levels in 1..5; got types {bad_types}, levels {bad_levels}"
         )
+    out = Path(out)
+    check_output(out, {"synth source": source})
+    if out.exists():
+        raise OutputExistsError(f"{out} already exists (a finished synth); remove it to regenerate")
+    refs = find_references(source, limit)
+    # the shard size depends on the number of references only, never on the processes: the output stays
+    # byte-identical for any --num-proc, and small sets still give every process work
+    refs_per_shard = refs_per_shard or auto_refs_per_shard(len(refs))
     cfg = SynthPlan(
         source=str(Path(source).resolve()),
         plan=plan,
@@ -382,11 +396,6 @@ def synthesize(
         labels=labels,
         skip_bad=skip_bad,
     )
-    out = Path(out)
-    check_output(out, {"synth source": source})
-    if out.exists():
-        raise OutputExistsError(f"{out} already exists (a finished synth); remove it to regenerate")
-    refs = find_references(source, limit)
     total_shards = -(-len(refs) // refs_per_shard)
     if num_shards is None and shard_index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         num_shards, shard_index = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
@@ -398,18 +407,23 @@ def synthesize(
     _prepare_work(work, cfg, fmt)
     mine = [s for s in range(total_shards) if s % num_shards == shard_index]
     writer: Callable = _write_shard if fmt == "dataset" else _write_shard_files
-    bar = tqdm(total=len(mine), desc=f"synth shards {shard_index + 1}/{num_shards}", disable=not progress)
+
+    def size(s: int) -> int:  # references in shard s
+        return min(refs_per_shard, len(refs) - s * refs_per_shard)
+
+    desc = "synth" if num_shards == 1 else f"synth (shards {shard_index + 1}/{num_shards})"
+    bar = tqdm(total=sum(size(s) for s in mine), desc=desc, unit="ref", disable=not progress)
     if num_proc > 1:
         args = (writer, refs, cfg, work, total_shards)
         with ProcessPoolExecutor(
             num_proc, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(), *args)
         ) as pool:
-            for _ in pool.map(_worker_shard, mine):
-                bar.update()
+            for s, _ in zip(mine, pool.map(_worker_shard, mine)):
+                bar.update(size(s))
     else:
         for s in mine:
             writer(s, refs, cfg, work, total_shards)
-            bar.update()
+            bar.update(size(s))
     bar.close()
     return _finalize(work, out, cfg, fmt, refs, total_shards)
 

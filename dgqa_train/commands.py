@@ -30,7 +30,7 @@ def add_train_classifier(sub: argparse._SubParsersAction) -> None:
 def run_train_classifier(args: argparse.Namespace) -> None:
     from dgqa_train.train_classifier import main
 
-    main(args.args)
+    main(args.args, prog="dgqa train-classifier")
 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -108,7 +108,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from dgqa_train.train import main
 
-    return main(args.args)
+    return main(args.args, prog="dgqa train")
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:

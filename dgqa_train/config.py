@@ -20,11 +20,11 @@ from dgqa_data.errors import DgqaError
 T = TypeVar("T")
 
 
-def parse_config(cls: type[T], argv: list[str] | None = None) -> T:
+def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
     """Parse ``cls`` (a dataclass) from ``argv``; ``--config FILE`` (YAML or JSON) sets defaults that
     explicit flags override. Unknown keys in the file are an error naming them."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(cls)
+    parser = HfArgumentParser(cls, prog=prog)
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):

@@ -89,7 +89,12 @@ class TrainConfig:
             "help": "tiny-resnet, tiny-vit, resnet50, vit-b16, efficientnet-lite0 or a transformers id/path"
         },
     )
-    pretrained: bool = field(default=True, metadata={"help": "start from pretrained (ImageNet) weights"})
+    pretrained: bool = field(
+        default=True,
+        metadata={
+            "help": "pretrained (ImageNet) backbone weights (--pretrained, the default) or random ones (--no_pretrained)"
+        },
+    )
     init_model: str | None = field(
         default=None, metadata={"help": "start from a model folder written by dgqa (overrides --backbone)"}
     )
@@ -621,12 +626,12 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``accelerate launch dgqa_train/train.py`` and ``dgqa train``."""
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Entry point of ``accelerate launch dgqa_train/train.py`` and ``dgqa train`` (``prog``: the usage name)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("accelerate").setLevel(logging.WARNING)
-    train(parse_config(TrainConfig, argv))
+    train(parse_config(TrainConfig, argv, prog=prog))
     return 0
 
 

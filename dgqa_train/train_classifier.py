@@ -59,7 +59,12 @@ class ClassifierTrainConfig:
     backbone: str = field(
         default="resnet50", metadata={"help": "short name, transformers id or local folder"}
     )
-    pretrained: bool = field(default=True, metadata={"help": "start from pretrained backbone weights"})
+    pretrained: bool = field(
+        default=True,
+        metadata={
+            "help": "pretrained backbone weights (--pretrained, the default) or random ones (--no_pretrained)"
+        },
+    )
     features: str = field(
         default="pooled",
         metadata={
@@ -73,13 +78,15 @@ class ClassifierTrainConfig:
             "crop once (cached in output_dir/features) and train only the head (fast on CPU)"
         },
     )
-    epochs: int = 10
+    epochs: int = field(default=10, metadata={"help": "training epochs"})
     batch_size: int = field(default=32, metadata={"help": "per-process batch size"})
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    crop_size: int = 224
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    crop_size: int = field(default=224, metadata={"help": "square crop side in pixels"})
     mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "forward passes per optimizer step"}
+    )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "checkpoint folder, or 'latest' (newest in output_dir/checkpoints)"}
     )
@@ -88,8 +95,12 @@ class ClassifierTrainConfig:
         metadata={"help": "also save a checkpoint every N optimizer steps (besides every epoch)"},
     )
     report_to: str = field(default="none", metadata={"help": "trackers, e.g. tensorboard,wandb (or none)"})
-    seed: int = 0
-    num_workers: int = 0
+    seed: int = field(
+        default=0, metadata={"help": "seed of init, shuffling, crops and the held-out split"}
+    )
+    num_workers: int = field(
+        default=0, metadata={"help": "DataLoader worker processes (0: decode in the main process)"}
+    )
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
 
     def __post_init__(self) -> None:
@@ -428,9 +439,9 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
     return metrics
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse flags / ``--config`` and train."""
-    return train_classifier(parse_config(ClassifierTrainConfig, argv))
+def main(argv: list[str] | None = None, prog: str | None = None) -> dict[str, Any]:
+    """Parse flags / ``--config`` and train (``prog``: the usage name)."""
+    return train_classifier(parse_config(ClassifierTrainConfig, argv, prog=prog))
 
 
 if __name__ == "__main__":

@@ -172,3 +172,12 @@ def test_severity_labels_follow_type_and_level(refs, tmp_path):
     assert "severity label" in (out / "README.md").read_text()
     with pytest.raises(ValueError, match="unknown labels 'mos'"):
         synthesize(refs, tmp_path / "bad", labels="mos")
+
+
+def test_default_shards_give_every_process_work(refs, tmp_path):
+    from dgqa_data.synth import auto_refs_per_shard
+
+    assert [auto_refs_per_shard(n) for n in (1, 4, 16, 17, 300, 10_000)] == [1, 1, 1, 2, 19, 32]
+    out = synthesize(refs, tmp_path / "a", types=[1], levels=[1], progress=False)
+    assert len(list((out / "data").glob("train-*.parquet"))) == 4  # 4 references, one shard each
+    assert "refs_per_shard: 1" in (out / "README.md").read_text()
