@@ -90,7 +90,7 @@ def build_corpus(
         A :class:`BuildReport` with row counts per (config, split) and the skipped items.
     """
     corpus = (name if isinstance(name, Corpus) else get_corpus(name)).for_build(**options)
-    root = Path(root)
+    root, out = Path(root).expanduser(), Path(out).expanduser()
     if not root.is_dir():
         raise CorpusError(f"corpus root {root} does not exist or is not a folder")
     check_output(out, {"corpus root": root})

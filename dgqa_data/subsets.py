@@ -119,7 +119,7 @@ class SourceFolder:
     @classmethod
     def open(cls, folder: str | Path) -> SourceFolder:
         """Read a dataset folder's card and locate its parquet files per (config, split)."""
-        folder = Path(folder)
+        folder = Path(folder).expanduser()
         if not (folder / "README.md").is_file():
             raise SubsetError(f"{folder} is not a dataset folder written by dgqa: no README.md")
         meta = read_card_metadata(folder)
@@ -287,7 +287,7 @@ def write_subset(
     to_index = bool(restricted) and not embed_restricted and not src.index_only
     index_only = src.index_only or to_index
     features = index_only_features(src.features) if to_index else src.features
-    out = Path(out) if out is not None else src.folder.parent / name
+    out = Path(out).expanduser() if out is not None else src.folder.parent / name
     check_output(out, {"source dataset": src.folder})
     compress = any(
         (c := _corpus_or_none(n)) is not None and c.image_format in ("bmp", "mixed") for n in corpora
@@ -539,14 +539,14 @@ def hydrate(
         A :class:`HydrateReport`.
     """
     src = SourceFolder.open(folder)
-    root = Path(root)
+    root = Path(root).expanduser()
     if not src.index_only or "sha256" not in src.features:
         raise SubsetError(f"{src.folder} already holds image bytes; only index-only datasets are hydrated")
     if not root.is_dir():
         raise SubsetError(f"corpus root {root} does not exist or is not a folder")
     features = datasets.Features({k: v for k, v in src.features.items() if k != "sha256"})
     features["image"] = datasets.Image()
-    target = Path(out) if out is not None else src.folder
+    target = Path(out).expanduser() if out is not None else src.folder
     # in place (no --out) is the documented mode: the folder is replaced only once complete
     check_output(
         target, {"corpus root": root, **({"index-only dataset": src.folder} if out is not None else {})}

@@ -373,7 +373,7 @@ def synthesize(
         raise DgqaError(
             f"types must be in 1..25 and levels in 1..5; got types {bad_types}, levels {bad_levels}"
         )
-    out = Path(out)
+    source, out = Path(source).expanduser(), Path(out).expanduser()
     check_output(out, {"synth source": source})
     if out.exists():
         raise OutputExistsError(f"{out} already exists (a finished synth); remove it to regenerate")
