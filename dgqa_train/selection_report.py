@@ -24,6 +24,15 @@ SELECTION_JSON = "selection.json"
 PLOT = "similarity.png"
 
 
+def target_name(spec: str) -> str:
+    """The name a target dataset spec stands for: ``hub/dgqa/livec:test`` -> ``livec`` (subset names
+    are ``<source>-sel-<target>``)."""
+    from dgqa_data.paths import local_path
+
+    path = local_path(spec)
+    return path.name if path is not None else spec.rstrip("/").split(":")[0].split("/")[-1]
+
+
 def select_from_scores(
     scores_dir: str | Path,
     rule: str = "dgqa-vote",
@@ -38,7 +47,7 @@ def select_from_scores(
         rule: ``dgqa-vote``, ``mean-prob`` or ``top-k``.
         threshold: override the rule's threshold.
         k: top-k of the vote, or number of types for ``top-k``.
-        target: name recorded in the result (default: the target in ``scores.json``).
+        target: name recorded in the result (default: the name of the target in ``scores.json``).
     """
     scores = load_scores(scores_dir)
     return select(
@@ -46,7 +55,7 @@ def select_from_scores(
         rule=rule,
         threshold=threshold,
         k=k,
-        target=target or str(scores.meta.get("target", "target")),
+        target=target or target_name(str(scores.meta.get("target", "target"))),
         classifier=scores.meta.get("classifier"),
     )
 

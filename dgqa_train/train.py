@@ -118,7 +118,10 @@ class TrainConfig:
     crop_size: int = field(default=224, metadata={"help": "square crop side (train and test)"})
     test_crops: int = field(default=5, metadata={"help": "seeded crops averaged per test image"})
     seed: int = field(default=123, metadata={"help": "seed of init, shuffling and crops"})
-    num_workers: int = field(default=4, metadata={"help": "DataLoader workers per process (decode + crop)"})
+    num_workers: int = field(
+        default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)),
+        metadata={"help": "DataLoader workers per process (decode + crop); default: min(4, CPU cores - 1)"},
+    )
     output_dir: str = field(
         default="runs/regressor", metadata={"help": "where model, results and checkpoints go"}
     )

@@ -95,9 +95,7 @@ class ClassifierTrainConfig:
         metadata={"help": "also save a checkpoint every N optimizer steps (besides every epoch)"},
     )
     report_to: str = field(default="none", metadata={"help": "trackers, e.g. tensorboard,wandb (or none)"})
-    seed: int = field(
-        default=0, metadata={"help": "seed of init, shuffling, crops and the held-out split"}
-    )
+    seed: int = field(default=0, metadata={"help": "seed of init, shuffling, crops and the held-out split"})
     num_workers: int = field(
         default=0, metadata={"help": "DataLoader worker processes (0: decode in the main process)"}
     )
