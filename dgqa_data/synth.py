@@ -244,7 +244,8 @@ def _label(labels: str, tid: int, level: int, img: np.ndarray, pristine: np.ndar
 def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: Path, num_shards: int) -> int:
     """Generate one shard into ``work`` (atomically); returns the rows written."""
     final = work / "data" / f"train-{shard:05d}-of-{num_shards:05d}.parquet"
-    if final.exists():
+    empty = _empty_marker(work, shard)
+    if final.exists() or empty.exists():
         return 0
     features = synth_features()
     rows, skipped = [], []
@@ -266,6 +267,10 @@ def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: P
                 "draws": json.dumps(draws, sort_keys=True),
             }
         )
+    if not rows:  # every reference of the shard was skipped: no empty parquet (datasets cannot read one)
+        _record_skipped(work, shard, skipped)
+        empty.write_text("")
+        return 0
     table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
     tmp = final.with_suffix(f".tmp-{os.getpid()}")
     compression = {
@@ -275,6 +280,11 @@ def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: P
     _record_skipped(work, shard, skipped)  # before the shard counts as done
     tmp.rename(final)
     return len(rows)
+
+
+def _empty_marker(work: Path, shard: int) -> Path:
+    """Marks a finished shard without rows (all its references skipped)."""
+    return work / "data" / f".empty-{shard:05d}"
 
 
 def _record_skipped(work: Path, shard: int, skipped: list[dict[str, str]]) -> None:
@@ -470,7 +480,9 @@ def _finalize(
     work: Path, out: Path, cfg: SynthPlan, fmt: str, refs: Sequence[Reference], total_shards: int
 ) -> Path | None:
     if fmt == "dataset":
-        done = len(list((work / "data").glob("train-*.parquet")))
+        done = len(list((work / "data").glob("train-*.parquet"))) + len(
+            list((work / "data").glob(".empty-*"))
+        )
     else:
         done = len(list((work / ".done").glob("shard-*"))) if (work / ".done").exists() else 0
     if done < total_shards:
@@ -483,6 +495,13 @@ def _finalize(
     for leftover in [*work.glob("data/*.tmp-*"), *work.glob("dist_imgs/*.tmp-*"), *work.glob("plan.tmp-*")]:
         leftover.unlink()
     skipped = [s for f in sorted(work.glob("skipped/shard-*.json")) for s in json.loads(f.read_text())]
+    if fmt == "dataset" and not list((work / "data").glob("train-*.parquet")):
+        os.rmdir(work / ".finalizing")
+        raise CorpusError(
+            f"no reference could be read ({len(skipped)} skipped); see the reasons in {work / 'skipped'}"
+        )
+    for marker in (work / "data").glob(".empty-*"):
+        marker.unlink()
     bad = {s["reference"] for s in skipped}
     counts: Counter = Counter()
     for ref_no, ref in enumerate(refs):

@@ -152,7 +152,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise DgqaError(f"--{name} must be >= 1, got {getattr(self, name)}")
         check_ranges(
-            self, epochs=(0, None), lr_backbone=(0, None), lr_head=(1e-12, None), weight_decay=(0, None),
+            self, epochs=(0, None), lr_backbone=(0, None), lr_head=(0, None), weight_decay=(0, None),
             max_steps=(1, None), eval_batch_size=(1, None), num_workers=(0, None), save_every_epochs=(0, None),
             log_every=(1, None),
         )  # fmt: skip

@@ -110,7 +110,7 @@ class ClassifierTrainConfig:
             if getattr(self, name) < 1:
                 raise DgqaError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_ranges(
-            self, lr=(1e-12, None), weight_decay=(0, None), num_workers=(0, None), max_steps=(1, None),
+            self, lr=(0, None), weight_decay=(0, None), num_workers=(0, None), max_steps=(1, None),
             checkpointing_steps=(1, None),
         )  # fmt: skip
 

