@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,6 +79,15 @@ def make_accelerator(
 
     A multi-process launch on a machine without CUDA becomes a real gloo run on CPU.
     """
+    if "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ and not torch.cuda.is_available():
+        # what `accelerate launch --cpu --num_processes N` leaves behind: a rendezvous, one process
+        warnings.warn(
+            "this launch asked for several processes but runs one: `accelerate launch --cpu --num_processes N` "
+            "starts a single CPU process; use `accelerate launch --multi_gpu --num_processes N` (gloo on CPU) "
+            "or `torchrun --nproc_per_node N`",
+            UserWarning,
+            stacklevel=2,
+        )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         # `accelerate launch --multi_gpu` without CUDA would start independent single-process runs;
         # Accelerate picks its CPU (gloo) backend only when told the run is on CPU.

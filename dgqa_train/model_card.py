@@ -9,6 +9,19 @@ from typing import Any
 HUB_IGNORE = ["checkpoints/*", "logs/*", ".*", "*.tmp"]
 
 
+def _domains(cfg: dict[str, Any], train: dict[str, Any]) -> str:
+    """The distortion types the model was trained on: the --domains filter, else those in the data."""
+    from dgqa_data.schema import DISTORTION_NAMES
+
+    if cfg.get("domains"):
+        return ", ".join(map(str, cfg["domains"]))
+    types = train.get("distortion_types")
+    if not types:
+        return "all"
+    names = [DISTORTION_NAMES[t] if t >= 0 else "authentic" for t in types]
+    return f"{len(types)} type(s) present in the data: " + ", ".join(f"{t} {n}" for t, n in zip(types, names))
+
+
 def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -55,7 +68,7 @@ def model_card(results: dict[str, Any]) -> str:
         "## Training",
         "",
         f"- data: `{ds}`" + (f", {train['images']} images" if train.get("images") else ""),
-        f"- distortion domains: {', '.join(map(str, cfg['domains'])) if cfg.get('domains') else 'all'}",
+        f"- distortion domains: {_domains(cfg, train)}",
         f"- backbone: `{cfg['backbone']}` (pretrained: {cfg['pretrained']})"
         + (f", initialised from `{cfg['init_model']}`" if cfg.get("init_model") else ""),
         f"- loss {cfg['loss']}, {cfg['optimizer']} lr {cfg['lr_backbone']} backbone / {cfg['lr_head']} head, "

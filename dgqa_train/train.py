@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Sampler  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from dgqa_data.errors import DgqaError, MissingInputError  # noqa: E402
 from dgqa_data.paths import check_output, run_lock  # noqa: E402
@@ -439,6 +440,8 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
                 name=f"training dataset {config.train_dataset}",
             )
             train_info["images"] = len(data)
+            if "distortion_type" in ds.column_names:  # what the model saw, e.g. a DGQA-selected subset
+                train_info["distortion_types"] = sorted({int(t) for t in ds["distortion_type"]})
             if len(data) == 0:
                 raise DgqaError(
                     f"{config.train_dataset}: no training images (domains filter {config.domains})"
@@ -509,7 +512,14 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
         loss_sum = torch.zeros((), device=accelerator.device)  # stays on the device: no per-step host sync
         running = torch.zeros((), device=accelerator.device)
         batches = images = running_n = 0
-        for batch in loader:
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            unit="batch",
+            disable=not accelerator.is_local_main_process,
+            total=None if config.streaming else len(train_dl) - state.batches_in_epoch,
+        )
+        for batch in bar:
             with accelerator.accumulate(model):
                 pred = model(to_model_input(batch["pixel_values"], mean, std))
                 loss = loss_fn(config.loss, pred, batch["labels"])
@@ -529,7 +539,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
                     running_n = 0
                     accelerator.log({"train/loss": r}, step=state.global_step)
                     if accelerator.is_main_process:
-                        logger.info("epoch %d step %d loss %.5f", epoch + 1, state.global_step, r)
+                        bar.set_postfix(loss=f"{r:.4f}", step=state.global_step)
                 if config.max_steps and state.global_step >= config.max_steps:
                     done = True
                     break
@@ -547,6 +557,12 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
         )
         accelerator.log({"train/epoch_loss": entry["train_loss"] or math.nan}, step=state.global_step)
         state.history.append(entry)
+        bar.close()
+        if accelerator.is_main_process and images:
+            logger.info(
+                "epoch %d: train loss %.5f, %.1f images/s", epoch + 1, entry["train_loss"] or math.nan,
+                images / max(time.perf_counter() - t0, 1e-9),
+            )  # fmt: skip
         last = done or state.epoch >= config.epochs
         if last or (config.save_every_epochs and state.epoch % config.save_every_epochs == 0):
             accelerator.save_state()
@@ -567,6 +583,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
         save_config(config, out / TRAIN_CONFIG_NAME)
         (out / "README.md").write_text(model_card(results))
         _write_json(out / RESULTS_NAME, results)
+        accelerator.print(f"saved the model to {out} (results: {out / RESULTS_NAME})")
         if config.push_to_hub:
             push_to_hub(out, config.push_to_hub, private=config.hub_private)
     accelerator.wait_for_everyone()

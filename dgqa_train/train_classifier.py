@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.paths import check_output, run_lock
@@ -371,7 +372,15 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
         train_loader.set_epoch(epoch)
         loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
         batches_done, tic = skip, time.perf_counter()
-        for batch in loader:
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            unit="batch",
+            total=len(train_loader) - skip,
+            disable=not accelerator.is_local_main_process,
+            leave=False,
+        )
+        for batch in bar:
             with accelerator.accumulate(net):
                 logits = net(batch["pixel_values"])
                 loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
@@ -390,6 +399,7 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
                     checkpoint(epoch, batches_done)
                 if stop:
                     break
+        bar.close()
         skip = 0
         if stop and batches_done < len(train_loader):
             checkpoint(epoch, batches_done)  # mid-epoch: a resume finishes this epoch

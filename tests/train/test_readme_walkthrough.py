@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shlex
 from pathlib import Path
@@ -50,3 +51,6 @@ def test_readme_walkthrough_runs_verbatim(tmp_path, monkeypatch, capsys):
     rows = list(csv.DictReader((tmp_path / "runs/mine-quality.csv").read_text().splitlines()))
     assert len(rows) == 8 and all(0.0 <= float(r["quality"]) <= 1.0 for r in rows)
     assert (tmp_path / "hub/dgqa/synth-sel-mine/README.md").is_file()
+    selected = json.loads((tmp_path / "runs/sel-mine/selection.json").read_text())["selected"]
+    card = (tmp_path / "runs/reg-mine/README.md").read_text()
+    assert f"distortion domains: {len(selected)} type(s) present in the data: {selected[0]} " in card

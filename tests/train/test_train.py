@@ -206,3 +206,13 @@ def test_resume_never_unpickles_code_from_a_checkpoint_folder(kadid, tmp_path, m
     with pytest.raises(ValueError, match="refused to load a checkpoint file that is not plain"):
         run(kadid, tmp_path / "r", "--epochs", "3", "--resume_from_checkpoint", "latest")
     assert not pwned.exists()
+
+
+def test_a_cpu_launch_that_got_one_process_warns(monkeypatch, tmp_path):
+    from dgqa_train.config import make_accelerator
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # accelerate launch --cpu --num_processes 2
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.warns(UserWarning, match="--multi_gpu --num_processes N"):
+        accelerator = make_accelerator(tmp_path)
+    assert accelerator.num_processes == 1
