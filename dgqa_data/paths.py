@@ -55,15 +55,19 @@ def check_output(out: str | Path, inputs: Mapping[str, str | Path | None], flag:
         )
 
 
+def _host() -> str:
+    return socket.gethostname().replace("-", "_")  # "-" separates host from pid in owner strings
+
+
 def process_owner() -> str:
     """``<host>-<pid>`` of this process (names temporary folders and locks)."""
-    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def owner_alive(owner: str) -> bool:
     """Whether the process that owns a temporary folder may still run (another host: assume so)."""
     host, _, pid = owner.rpartition("-")
-    if host != socket.gethostname().replace("-", "_") or not pid.isdigit():
+    if host != _host() or not pid.isdigit():
         return True
     try:
         os.kill(int(pid), 0)
@@ -78,16 +82,24 @@ LOCK_NAME = ".dgqa.lock"
 
 
 @contextmanager
-def run_lock(folder: str | Path) -> Iterator[Path]:
+def run_lock(folder: str | Path, main_process: bool = True) -> Iterator[Path]:
     """Hold ``folder/.dgqa.lock`` while a run writes ``folder`` (created if needed).
 
     A second run into the same folder is refused while the first one's process is alive; a lock
     left by a killed run (its process is gone) is taken over.
 
+    Args:
+        folder: the output folder.
+        main_process: whether this process takes the lock (in a distributed run only process 0
+            does; the others just run).
+
     Raises:
         DgqaError: another live run holds the folder.
     """
     folder = Path(folder)
+    if not main_process:
+        yield folder
+        return
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +335,14 @@ class MultiLevelFeatures(nn.Module):
         return torch.cat([*stats, pooled], dim=1)
 
 
+def with_features(backbone: nn.Module, dim: int, features: str) -> tuple[nn.Module, int]:
+    """``(backbone, feature_dim)`` for a :class:`ModelConfig` ``features`` value (wrapped for multilevel)."""
+    if features == "multilevel":
+        backbone = MultiLevelFeatures(backbone)
+        return backbone, backbone.feature_dim
+    return backbone, dim
+
+
 # --------------------------------------------------------------------------------------------------
 # Backbone factory
 # --------------------------------------------------------------------------------------------------
@@ -419,10 +428,11 @@ def build_backbone(
     return module, module.feature_dim
 
 
+@lru_cache(maxsize=1)
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face endpoint accepts a connection within ``timeout`` seconds (False when
-    ``HF_HUB_OFFLINE`` is set). Checked once before a download, so that a machine without internet
-    fails at once instead of after the client's retries."""
+    ``HF_HUB_OFFLINE`` is set). Checked once per process, before the first download, so that a
+    machine without internet fails at once instead of after the client's retries."""
     import socket
     from urllib.parse import urlparse
 
@@ -442,19 +452,18 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def _hub_load(load: Callable[..., Any], source: str, name: str, what: str, **kwargs: Any) -> Any:
     """``load(source, **kwargs)`` from a local folder or the cache, else from the Hub when it is reachable."""
-    if Path(source).is_dir():
-        attempts = [{}]
-    else:
-        attempts = [{"local_files_only": True}, {}]
-    error: Exception | None = None
-    for extra in attempts:
-        if extra == {} and len(attempts) > 1 and not hub_reachable():
-            break
+    try:
+        if Path(source).is_dir():
+            return load(source, **kwargs)
+        return load(source, local_files_only=True, **kwargs)
+    except OSError as e:
+        error: Exception = e
+    if not Path(source).is_dir() and hub_reachable():
         try:
-            return load(source, **kwargs, **extra)
+            return load(source, **kwargs)
         except OSError as e:
             error = e
-    raise _offline_error(name, what, error or OSError("the Hub is not reachable from here")) from None
+    raise _offline_error(name, what, error) from None
 
 
 def _from_pretrained(source: str, name: str, config_override: Any = None) -> tuple[nn.Module, int]:
@@ -663,9 +672,7 @@ def build_model(config: ModelConfig | str, pretrained: bool | None = None, **kwa
     extra = dict(config.extra)
     if isinstance(backbone, TransformersBackbone):
         extra["hf_config"] = backbone.config.to_dict()
-    if config.features == "multilevel":
-        backbone = MultiLevelFeatures(backbone)
-        dim = backbone.feature_dim
+    backbone, dim = with_features(backbone, dim, config.features)
     mean, std = config.mean, config.std
     spec = _REGISTRY.get(config.backbone)
     found: tuple[Any, Any] | None = None
@@ -745,9 +752,7 @@ def load_model(directory: str | os.PathLike[str], map_location: str | torch.devi
             f"{folder / CONFIG_NAME}: backbone {config.backbone!r} is not a short name and config.extra has no "
             "'hf_config' to rebuild it from"
         )
-    if config.features == "multilevel":
-        backbone = MultiLevelFeatures(backbone)
-        dim = backbone.feature_dim
+    backbone, dim = with_features(backbone, dim, config.features)
     model = IQAModel(backbone, dim, config)
     missing, unexpected = st_load_model(
         model, str(folder / WEIGHTS_NAME), strict=False, device=str(map_location)

@@ -94,8 +94,6 @@ def run(args: argparse.Namespace) -> None:
     """``dgqa predict``: one ``image<TAB>quality`` line per image on stdout, optionally a CSV."""
     if bool(args.images) == bool(args.dataset):
         raise DgqaError("give image files or --dataset (exactly one of them)")
-    if args.crops < 1:
-        raise DgqaError(f"--crops must be >= 1, got {args.crops}")
     if args.out:
         inputs = {"model": args.model, "dataset": args.dataset, **{f"image {p}": p for p in args.images}}
         check_output(args.out, inputs)

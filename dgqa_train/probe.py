@@ -110,8 +110,8 @@ def extract_features(
         desc: progress-bar label.
         progress: show a progress bar.
     """
-    images = ds["image"]
-    keys = [image_key(im) for im in images]
+    images = ds.select_columns(["image"])  # rows are read one at a time: the bytes are never all in memory
+    keys = [image_key(row["image"]) for row in images]
     first: dict[str, int] = {}  # first row of every distinct image
     for i, k in enumerate(keys):
         first.setdefault(k, i)
@@ -123,7 +123,7 @@ def extract_features(
     with torch.inference_mode():
         for start in range(0, len(todo_keys), batch_size):
             chunk = todo_keys[start : start + batch_size]
-            crops = np.stack([center_crop(decode_rgb(images[first[k]]), crop_size) for k in chunk])
+            crops = np.stack([center_crop(decode_rgb(images[first[k]]["image"]), crop_size) for k in chunk])
             x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255)
             new.append(model.forward_features((x - mean) / std).float().numpy())
             bar.update(len(chunk))

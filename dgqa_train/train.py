@@ -22,7 +22,6 @@ import shutil
 import sys
 import time
 import zlib
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -388,7 +387,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     check_output(
         out, inputs | {f"eval dataset {i + 1}": s for i, s in enumerate(config.eval_datasets)}, "--output_dir"
     )
-    with run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+    with run_lock(out, main_process=int(os.environ.get("RANK", "0")) == 0):
         return _train(config, out)
 
 

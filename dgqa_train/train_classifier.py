@@ -25,7 +25,6 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -260,7 +259,7 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     inputs = {"training dataset": config.train_dataset, "held-out dataset": config.eval_dataset}
     check_output(out, inputs, "--output_dir")
-    with run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+    with run_lock(out, main_process=int(os.environ.get("RANK", "0")) == 0):
         return _train_classifier(config, out)
 
 
