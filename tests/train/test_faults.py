@@ -328,6 +328,13 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _running(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 def test_synth_workers_die_with_a_killed_parent(tmp_path):
     import os
@@ -352,13 +359,9 @@ def test_synth_workers_die_with_a_killed_parent(tmp_path):
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     deadline = time.time() + 10
-    while any(Path(f"/proc/{k}").exists() for k in workers) and time.time() < deadline:
+    while any(_running(k) for k in workers) and time.time() < deadline:
         time.sleep(0.2)
-    alive = [
-        k
-        for k in workers
-        if Path(f"/proc/{k}").exists() and "zombie" not in Path(f"/proc/{k}/status").read_text().lower()
-    ]
+    alive = [k for k in workers if _running(k)]
     assert not alive, f"workers outlived the parent: {alive}"
     assert not (tmp_path / "o").exists()  # nothing looks complete
 
@@ -550,3 +553,43 @@ def test_synth_with_every_reference_unreadable_says_so(tmp_path, capsys):
     )
     assert rc == 2 and "no reference could be read (1 skipped)" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_stops_synth_quickly_and_resume_works(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, crop in enumerate(reference_crops(size=(192, 192), per_photo=1)[:6]):
+        (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
+    cmd = [sys.executable, "-m", "dgqa_train.cli", "synth", "--source", str(src), "--out", str(tmp_path / "o"),
+           "--num-proc", "2", "--refs-per-shard", "1", "--types", "1,2,3,10,11", "--levels", "1,3,5"]  # fmt: skip
+    # a terminal's Ctrl-C goes to the whole foreground process group: the parent and its workers
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(_children(proc.pid)) < 3 and time.time() < deadline:  # resource tracker + 2 workers
+        time.sleep(0.2)
+    time.sleep(2)
+    workers = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=15)
+    assert "Traceback" not in proc.stderr.read().decode()
+
+    def alive() -> list[int]:
+        return [k for k in workers if _running(k)]
+
+    deadline = time.time() + 10
+    while alive() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not alive(), "processes outlived the interrupted run"
+    assert not (tmp_path / "o").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # the same command resumes
+    assert done.returncode == 0 and (tmp_path / "o" / "README.md").is_file()
