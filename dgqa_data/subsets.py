@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from tqdm.auto import tqdm
 
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
@@ -224,6 +225,7 @@ def write_subset(
     namespace: str = DEFAULT_NAMESPACE,
     embed_restricted: bool = False,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> SubsetReport:
     """Write a selected subset or a control of a built corpus as a Hub-layout folder.
 
@@ -240,6 +242,7 @@ def write_subset(
         embed_restricted: embed images of corpora whose terms forbid redistribution (otherwise
             such rows are written index-only).
         overwrite: replace ``out`` once the new folder is complete.
+        progress: show a progress bar (rows written).
 
     Returns:
         A :class:`SubsetReport`.
@@ -294,7 +297,8 @@ def write_subset(
     )
 
     writer = HubFolderWriter(out, features, overwrite=overwrite, compress_images=compress and not index_only)
-    with writer:
+    bar = tqdm(total=int(keep.sum()), desc=f"writing {name}", unit="img", disable=not progress)
+    with writer, bar:
         offset = 0
         for split, files in src.config_parts():
             for f in files:
@@ -305,6 +309,7 @@ def write_subset(
                         continue
                     for row in batch.filter(pa.array(mask)).to_pylist():
                         writer.add(_to_index_only(row, f) if to_index else row, split)
+                    bar.update(int(mask.sum()))
         kept_types = types[keep]
         domain_counts = dict(sorted(Counter(kept_types.tolist()).items()))
         info = {
@@ -419,13 +424,16 @@ def subset_card(
         src.name,
         *([target] if target and kind == "selection" else []),
     ]
+    # Only registered corpora are published under the namespace; a folder or synth source is local.
+    on_hub = _corpus_or_none(src.name) is not None
+    source_repo = f"{namespace}/{src.name}"
     meta = card_metadata(
         pretty_name=pretty,
         license=license_,
         parts=parts,
         num_rows=sum(counts.values()),
         tags=tags,
-        source_datasets=[f"{namespace}/{src.name}"],
+        source_datasets=[source_repo] if on_hub else None,
     )
     sel = None
     if selection is not None:
@@ -447,7 +455,12 @@ def subset_card(
         meta,
         subset=name,
         repo_id=f"{namespace}/{name}",
-        source_repo=f"{namespace}/{src.name}",
+        on_hub=on_hub,
+        source_ref=(
+            f"[{source_pretty}](https://huggingface.co/datasets/{source_repo})"
+            if on_hub
+            else f"{source_pretty} (the local dataset `{src.name}`)"
+        ),
         kind=kind,
         pretty_name=pretty,
         source=src.name,
@@ -522,7 +535,12 @@ class _Resolver:
 
 
 def hydrate(
-    folder: str | Path, root: str | Path, out: str | Path | None = None, *, overwrite: bool = False
+    folder: str | Path,
+    root: str | Path,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> HydrateReport:
     """Re-attach the images of an index-only dataset from a local copy of the official download.
 
@@ -534,6 +552,7 @@ def hydrate(
         root: the user's unzipped official download.
         out: folder to write; default: replace ``folder`` in place (atomically, once complete).
         overwrite: replace ``out`` if it exists.
+        progress: show a progress bar (images checked).
 
     Returns:
         A :class:`HydrateReport`.
@@ -554,10 +573,13 @@ def hydrate(
     resolve = _Resolver(root)
     problems: list[str] = []
     writer = HubFolderWriter(target, features, overwrite=overwrite or out is None)
-    with writer:
+    total = sum(pq.ParquetFile(f).metadata.num_rows for files in src.parts.values() for f in files)
+    bar = tqdm(total=total, desc="hydrating", unit="img", disable=not progress)
+    with writer, bar:
         for (config, split), files in src.parts.items():
             for f in files:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS):
+                    bar.update(batch.num_rows)
                     for row in batch.to_pylist():
                         rel, digest = row.pop("image"), row.pop("sha256")
                         path = resolve(rel, row)

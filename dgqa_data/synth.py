@@ -418,11 +418,12 @@ def synthesize(
     mine = [s for s in range(total_shards) if s % num_shards == shard_index]
     writer: Callable = _write_shard if fmt == "dataset" else _write_shard_files
 
-    def size(s: int) -> int:  # references in shard s
-        return min(refs_per_shard, len(refs) - s * refs_per_shard)
+    def size(s: int) -> int:  # images of shard s
+        first = s * refs_per_shard
+        return sum(len(jobs_for(i, refs[i], cfg)) for i in range(first, min(first + refs_per_shard, len(refs))))
 
     desc = "synth" if num_shards == 1 else f"synth (shards {shard_index + 1}/{num_shards})"
-    bar = tqdm(total=sum(size(s) for s in mine), desc=desc, unit="ref", disable=not progress)
+    bar = tqdm(total=sum(size(s) for s in mine), desc=desc, unit="img", disable=not progress)
     if num_proc > 1:
         args = (writer, refs, cfg, work, total_shards)
         with ProcessPoolExecutor(

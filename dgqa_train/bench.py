@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dgqa_data.paths import check_output
 from dgqa_train.config import parse_config
@@ -202,6 +203,7 @@ def run_bench(
     train_args: list[str] | None = None,
     launcher: str | None = None,
     base_seed: int = 123,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) the grid and write the leaderboard.
 
@@ -214,6 +216,7 @@ def run_bench(
         train_args: extra ``dgqa train`` flags for every cell (e.g. ``["--epochs", "5"]``).
         launcher: run cells as subprocesses with this command prefix; None runs them in this process.
         base_seed: first seed when ``seeds`` is a count.
+        progress: show a progress bar over the cells (each cell's training shows its own).
 
     Returns:
         ``{"ran": [...], "skipped": [...], "failed": [...], "leaderboard": rows, "files": [...]}``.
@@ -223,8 +226,10 @@ def run_bench(
     seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
     cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []))
     summary: dict[str, Any] = {"ran": [], "skipped": [], "failed": []}
-    for cell in cells:
+    bar = tqdm(cells, desc="bench cells", unit="cell", disable=not progress)
+    for cell in bar:
         name = str(cell.output_dir.relative_to(out))
+        bar.set_postfix_str(name)
         if is_finished(cell):
             logger.info("skip %s (finished, same config)", name)
             summary["skipped"].append(name)

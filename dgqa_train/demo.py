@@ -324,7 +324,7 @@ class Demo:
         from dgqa_data.subsets import all_control, random_control, select_subset
 
         selection = Selection.load(self.out / "selection" / "selection.json")
-        common = {"embed_restricted": True, "overwrite": True}  # the demo's photos ship with scikit-image
+        common = {"embed_restricted": True, "overwrite": True, "progress": False}  # photos ship with scikit-image
         sel = select_subset(self.source, selection, target="camera", **common)
         full = all_control(self.source, **common)
         randoms = {s: random_control(self.source, selection, seed=s, **common) for s in range(self.s.seeds)}

@@ -15,6 +15,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.paths import check_output
@@ -23,7 +24,13 @@ from dgqa_train.models import IQAModel, load_model
 
 
 def _scores(
-    model: IQAModel, ds: datasets.Dataset, crops: int, seed: int, batch_size: int, workers: int
+    model: IQAModel,
+    ds: datasets.Dataset,
+    crops: int,
+    seed: int,
+    batch_size: int,
+    workers: int,
+    progress: bool = True,
 ) -> np.ndarray:
     from dgqa_train.train import UInt8Crops, make_loader, norm_tensors
 
@@ -36,7 +43,8 @@ def _scores(
     data = UInt8Crops(ds, model.config.crop_size, crops, train=False, seed=seed)
     loader = make_loader(data, batch_size, seed, train=False, num_workers=workers)
     mean, std = norm_tensors(model, device)
-    _, pred, _ = predict_batches(model, loader, mean, std)
+    batches = tqdm(loader, desc="predicting", unit="batch", disable=not progress or len(ds) <= batch_size)
+    _, pred, _ = predict_batches(model, batches, mean, std)
     return np.clip(pred, 0.0, 1.0)
 
 
@@ -47,6 +55,7 @@ def predict_files(
     seed: int = 123,
     batch_size: int = 16,
     num_workers: int = 0,
+    progress: bool = True,
 ) -> list[float]:
     """Quality in [0, 1] of each image file, in order.
 
@@ -57,6 +66,7 @@ def predict_files(
         seed: crop seed (training uses ``--seed``, 123 by default).
         batch_size: images per forward pass.
         num_workers: DataLoader workers decoding images.
+        progress: show a progress bar (batches) when there is more than one batch.
     """
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
@@ -66,7 +76,7 @@ def predict_files(
     rows = {"image": [{"bytes": None, "path": str(p)} for p in paths], "quality": [float("nan")] * len(paths)}
     feats = datasets.Features({"image": datasets.Image(decode=False), "quality": datasets.Value("float32")})
     ds = datasets.Dataset.from_dict(rows, features=feats)
-    return _scores(model, ds, crops, seed, batch_size, num_workers).tolist()
+    return _scores(model, ds, crops, seed, batch_size, num_workers, progress).tolist()
 
 
 def predict_dataset(
@@ -76,6 +86,7 @@ def predict_dataset(
     seed: int = 123,
     batch_size: int = 16,
     num_workers: int = 0,
+    progress: bool = True,
 ) -> list[tuple[str, float]]:
     """``(image_id, quality in [0, 1])`` for every row of a dgqa dataset split (``PATH[:SPLIT]``)."""
     from dgqa_train.data import load_iqa_dataset
@@ -86,7 +97,7 @@ def predict_dataset(
     if "quality" not in ds.column_names or any(q is None for q in ds["quality"]):
         ds = ds.remove_columns([c for c in ("quality",) if c in ds.column_names])
         ds = ds.add_column("quality", [float("nan")] * len(ds))  # unlabeled target sets score fine
-    scores = _scores(model, ds, crops, seed, batch_size, num_workers)
+    scores = _scores(model, ds, crops, seed, batch_size, num_workers, progress)
     return list(zip(ds["image_id"], scores.tolist()))
 
 

@@ -241,8 +241,9 @@ def test_cli_subset_and_hydrate(corpus, tmp_path, capsys):
     )
     assert (tmp_path / "kadid10k-random-60-seed3").is_dir()
     assert cli(["subset", "--source", str(src), "--control", "all", "--out", str(tmp_path / "all")]) == 0
-    out = capsys.readouterr().out
-    assert "kadid10k-sel-livec, 60 rows" in out and "17 darken: 10" in out
+    captured = capsys.readouterr()
+    assert "kadid10k-sel-livec, 60 rows" in captured.out and "17 darken: 10" in captured.out
+    assert "writing kadid10k-sel-livec" in captured.err and "60/60" in captured.err  # progress bar
     assert cli(["subset", "--source", str(src), "--control", "all", "--paper", "livec"]) == 2
     assert cli(["subset", "--source", str(src)]) == 2
     assert cli(["hydrate", str(tmp_path / "all"), "--root", str(root)]) == 2  # not index-only

@@ -507,6 +507,10 @@ def test_own_data_subsets_embed_images_and_index_only_data_is_named(w, tmp_path,
 
     report = all_control(w["synth"], out=tmp_path / "synth-all")  # corpus "synthetic": yours to share
     assert not report.index_only
+    # The source exists only here: the card links no Hub page and loads from the folder.
+    card = (report.out / "README.md").read_text()
+    assert "huggingface.co/datasets" not in card and "source_datasets" not in card
+    assert "the local dataset `synth`" in card and 'load_dataset("path/to/synth-all"' in card
     index_only = build_corpus("kadid10k", w["kadid"], tmp_path / "idx", index_only=True, progress=False).out
     rc, err = run(capsys, "train", "--train_dataset", index_only, "--output_dir", tmp_path / "r",
                   "--backbone", "tiny-resnet", "--pretrained", "false", "--epochs", "1")  # fmt: skip

@@ -69,6 +69,11 @@ def test_predict_cli_prints_one_line_per_image_and_writes_csv(kadid, model_dir, 
     assert files == pytest.approx([by_id[Path(p).name] for p in images], abs=1e-12)
     assert [round(q, 6) for q in files] == printed
 
+    # More than one batch: a progress bar on stderr (batches of 4: 9 images -> 3 batches).
+    assert cli.main(["predict", "--model", str(model_dir), *images, "--crops", "1", "--batch-size", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "predicting" in err and "3/3" in err
+
 
 def test_predict_cli_errors(model_dir, tmp_path, capsys):
     assert cli.main(["predict", "--model", str(model_dir)]) == 2
@@ -110,7 +115,9 @@ def test_bench_runs_the_grid_once_and_writes_the_leaderboard(kadid, tmp_path, ca
     argv = ["bench", "--backbones", "tiny-resnet,tiny-vit", "--train", ds, "--eval", ds, "--seeds", "2"]
     argv += ["--out", str(out), "--train-args", " ".join(TINY[2:]), "--epochs", "1"]
     assert cli.main(argv) == 0
-    assert "ran 0, skipped 4, failed 0" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "ran 0, skipped 4, failed 0" in captured.out
+    assert "bench cells" in captured.err and "4/4" in captured.err  # the progress bar over cells
     assert {p: p.stat().st_mtime_ns for p in results} == mtimes
 
     # A changed recipe is a different cell: not finished.
