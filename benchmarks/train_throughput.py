@@ -109,16 +109,8 @@ def measure(
     warmup: int = 2,
 ) -> dict:
     """images/s of pipeline-only, model-only and both for one backbone (steps as in dgqa_train.train)."""
-    from dgqa_train.data import load_iqa_dataset
-    from dgqa_train.evaluate import to_model_input
-    from dgqa_train.train import (
-        TrainConfig,
-        UInt8Crops,
-        build_optimizer,
-        build_regressor,
-        loss_fn,
-        make_loader,
-    )
+    from dgqa_train.data import CropDataset, load_iqa_dataset, make_loader, to_model_input
+    from dgqa_train.train import TrainConfig, build_optimizer, build_regressor, loss_fn
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = TrainConfig(train_dataset=dataset, backbone=backbone, pretrained=False, crop_size=crop)
@@ -137,7 +129,7 @@ def measure(
         opt.zero_grad(set_to_none=True)
 
     ds = load_iqa_dataset(dataset)
-    loader = make_loader(UInt8Crops(ds, crop, 1, train=True, seed=0), batch_size, 0, True, workers)
+    loader = make_loader(CropDataset(ds, crop, 1, train=True, seed=0), batch_size, 0, True, workers)
 
     def batches_forever():
         epoch = 0

@@ -26,7 +26,7 @@ from dgqa_data.hub_folder import HubFolderWriter
 from dgqa_data.imagecheck import check_image_bytes
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
-from dgqa_data.workers import exit_with_parent
+from dgqa_data.workers import exit_with_parent, quiet_broken_pool_race
 
 
 class BuildError(CorpusError):
@@ -133,6 +133,7 @@ def build_corpus(
         read = partial(_read, full=verify == "full")
         paths = (str(it.path) for it in ahead)
         if num_proc > 1:
+            quiet_broken_pool_race()
             pool: Executor = ProcessPoolExecutor(
                 num_proc,
                 mp_context=get_context("spawn"),

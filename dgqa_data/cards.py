@@ -1,8 +1,12 @@
-"""Dataset cards rendered from the templates in ``dataset_cards/``."""
+"""Dataset cards rendered from the templates in ``dataset_cards/``.
+
+The templates ship as the package ``dgqa_data.dataset_cards``, whose folder is the top-level
+``dataset_cards/`` of the source tree (``[tool.setuptools.package-dir]``): a wheel carries them
+inside ``dgqa_data/`` and an editable install reads the source folder.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -10,10 +14,10 @@ import jinja2
 from dgqa_data.hub_folder import configs_yaml, render_card, size_category
 from dgqa_data.schema import DISTORTION_NAMES, GROUP_OF
 
-CARDS_DIR = Path(__file__).resolve().parent.parent / "dataset_cards"
+CARDS_PACKAGE = "dgqa_data.dataset_cards"
 
 _ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(CARDS_DIR)),
+    loader=jinja2.PackageLoader(CARDS_PACKAGE, ""),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,

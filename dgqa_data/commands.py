@@ -1,14 +1,44 @@
-"""``dgqa`` sub-commands that only need dgqa_data (build, ...)."""
+"""The data verbs (``python -m dgqa_data VERB``, also part of ``dgqa``): a registry of verb name ->
+module and help line (:data:`VERBS`), read by :mod:`dgqa_data.cli`.
+
+A verb's module is imported only when that verb is on the command line; it provides
+``add_arguments(parser)`` (the verb's flags) and ``run(args)``. The glue of ``build``, ``synth``,
+``subset`` and ``hydrate`` lives below: it imports nothing heavy until the verb runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from dgqa_data.errors import DgqaError, at_least
 
 
-def add_build(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="build a Hub-layout dataset from an official corpus download")
+@dataclass(frozen=True)
+class Verb:
+    """One sub-command: its name and help line, and where its flags and code live.
+
+    Attributes:
+        name: the sub-command, e.g. ``"build"``.
+        help: the line shown by ``--help``.
+        module: imported only when this verb runs (or its ``--help`` is asked for).
+        add: function of ``module`` adding the verb's flags to its parser.
+        run: function of ``module`` running the verb with the parsed flags; returns an exit code or
+            anything else (exit code 0).
+        passthrough: hand every argument unparsed to ``module.main(argv, prog=...)`` (verbs whose
+            flags come from a config parser, e.g. ``train``).
+    """
+
+    name: str
+    help: str
+    module: str
+    add: str = "add_arguments"
+    run: str = "run"
+    passthrough: bool = False
+
+
+def build_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``build``."""
     p.add_argument("name", help="corpus name (kadid10k, kadis700k, livec, koniq10k, bid, pipal, folder)")
     p.add_argument("--root", required=True, help="the unzipped official download")
     p.add_argument("--out", required=True, help="dataset folder to write, e.g. hub/dgqa/kadid10k")
@@ -28,7 +58,6 @@ def add_build(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="corpus-specific option, e.g. resolution=512x384 (koniq10k), score_range=0,100 (folder)",
     )
-    p.set_defaults(func=run_build)
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:
@@ -63,8 +92,8 @@ def run_build(args: argparse.Namespace) -> None:
         print(f"  skipped {len(report.skipped)} item(s), listed in {report.out / 'skipped.csv'}")
 
 
-def add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="generate a KADIS-style synthetic dataset (25 types x 5 levels)")
+def synth_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``synth``."""
     p.add_argument(
         "--source", required=True, help="KADIS-700k root, a dgqa dataset folder, or a folder of images"
     )
@@ -101,7 +130,6 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="record unreadable references in skipped.csv and the card instead of failing",
     )
-    p.set_defaults(func=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> None:
@@ -133,8 +161,8 @@ def run_synth(args: argparse.Namespace) -> None:
     print(f"wrote {out}" if out else "shard(s) done; the dataset is finalised when every shard has run")
 
 
-def add_subset(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("subset", help="write a DGQA-selected subset (or a control) of a built corpus")
+def subset_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``subset``."""
     p.add_argument(
         "--source", required=True, help="dataset folder written by `dgqa build`, e.g. hub/dgqa/kadid10k"
     )
@@ -166,7 +194,6 @@ def add_subset(sub: argparse._SubParsersAction) -> None:
         help="embed images of corpora whose terms forbid redistribution (default: index-only, path + sha256)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new folder is complete")
-    p.set_defaults(func=run_subset)
 
 
 def run_subset(args: argparse.Namespace) -> None:
@@ -206,13 +233,12 @@ def run_subset(args: argparse.Namespace) -> None:
         print(f"  warning: selected type(s) {report.missing_types} have no rows in {args.source}")
 
 
-def add_hydrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("hydrate", help="re-attach the images of an index-only dataset from your own download")
+def hydrate_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``hydrate``."""
     p.add_argument("folder", help="index-only dataset folder")
     p.add_argument("--root", required=True, help="your unzipped official download of the corpus")
     p.add_argument("--out", default=None, help="folder to write (default: replace FOLDER in place)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.set_defaults(func=run_hydrate)
 
 
 def run_hydrate(args: argparse.Namespace) -> None:
@@ -231,7 +257,12 @@ def add_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")
     p.add_argument("--revision", default=None, help="branch to commit to (default: main)")
     p.add_argument("--tag", default=None, help="tag the published head, e.g. v1.0")
-    p.add_argument("--dry-run", action="store_true", help="list what would go up (new/changed/unchanged)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the files that would go up, with sizes; sends nothing, works offline without a token "
+        "(marks them new/changed/unchanged when the Hub can be reached)",
+    )
     p.add_argument(
         "--token-env",
         default=None,
@@ -262,10 +293,63 @@ def run_publish(args: argparse.Namespace) -> None:
     print(redact(report.summary(), token))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the dgqa_data verbs to the ``dgqa`` parser."""
-    add_build(sub)
-    add_synth(sub)
-    add_subset(sub)
-    add_hydrate(sub)
-    add_publish(sub)
+class _Slot:
+    """Stands in for a sub-parsers action whose one ``add_parser`` call returns a parser made already."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.parser
+
+
+def publish_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``publish`` (declared by :func:`add_publish`)."""
+    add_publish(_Slot(p))
+
+
+_HERE = "dgqa_data.commands"
+
+#: The data verbs, in the order ``--help`` lists them. None needs torch.
+VERBS: tuple[Verb, ...] = (
+    Verb(
+        "build",
+        "build a Hub-layout dataset from an official corpus download",
+        _HERE,
+        add="build_arguments",
+        run="run_build",
+    ),
+    Verb(
+        "synth",
+        "generate a KADIS-style synthetic dataset (25 types x 5 levels)",
+        _HERE,
+        add="synth_arguments",
+        run="run_synth",
+    ),
+    Verb(
+        "select",
+        "choose the source domains similar to a scored target (DGQA rule), or a published selection",
+        "dgqa_data.selection",
+    ),
+    Verb(
+        "subset",
+        "write a DGQA-selected subset (or a control) of a built corpus",
+        _HERE,
+        add="subset_arguments",
+        run="run_subset",
+    ),
+    Verb(
+        "hydrate",
+        "re-attach the images of an index-only dataset from your own download",
+        _HERE,
+        add="hydrate_arguments",
+        run="run_hydrate",
+    ),
+    Verb(
+        "publish",
+        "upload a dataset folder to the Hugging Face Hub (only what changed)",
+        _HERE,
+        add="publish_arguments",
+        run="run_publish",
+    ),
+)

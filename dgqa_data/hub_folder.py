@@ -258,10 +258,9 @@ class HubFolderWriter:
         ]
 
     def _with_dataset_info(self, card: str) -> str:
-        if not card.startswith("---"):
+        meta, body = parse_card(card)
+        if not meta:
             return card
-        _, header, body = card.split("---", 2)
-        meta = yaml.safe_load(header) or {}
         meta.setdefault("dataset_info", self.dataset_info())
         return render_card(meta, body)
 
@@ -320,12 +319,20 @@ def render_card(metadata: dict[str, Any], body: str) -> str:
     return f"---\n{header}---\n\n{body.strip()}\n"
 
 
-def read_card_metadata(folder: str | Path) -> dict[str, Any]:
-    """The YAML front matter of ``folder/README.md``."""
-    text = (Path(folder) / "README.md").read_text(encoding="utf-8")
-    if not text.startswith("---"):
-        return {}
-    return yaml.safe_load(text.split("---", 2)[1]) or {}
+def parse_card(text: str) -> tuple[dict[str, Any], str]:
+    """``(front matter, markdown body)`` of a card, parsed by huggingface_hub as the Hub parses it
+    (``({}, text)`` when the card has no YAML header)."""
+    from huggingface_hub import RepoCard
+
+    card = RepoCard(text)
+    return card.data.to_dict(), card.text
+
+
+def read_card_metadata(path: str | Path) -> dict[str, Any]:
+    """The YAML front matter of a card: ``path`` is the card or the folder holding ``README.md``."""
+    path = Path(path)
+    card = path / "README.md" if path.is_dir() else path
+    return parse_card(card.read_text(encoding="utf-8"))[0]
 
 
 def write_json(obj: Any) -> str:

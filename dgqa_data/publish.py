@@ -1,13 +1,11 @@
-"""``dgqa publish``: upload a dataset folder to the Hugging Face Hub, idempotently.
+"""``dgqa publish``: upload a dataset (or model) folder to the Hugging Face Hub, idempotently.
 
-The folder (written by ``build``, ``subset`` or ``hydrate``) is uploaded unchanged, in the pattern
-of lerobot's ``push_to_hub``: ``create_repo`` (dataset, ``exist_ok``), one commit, then a version
-tag. Before committing, every local file is compared with the remote tree at the branch head:
-regular files by their git blob id (sha1 of ``"blob <size>\\0" + bytes``), LFS files by the sha256
-of their content. Only new and changed files go into the commit, remote files the folder no longer
-has (a stale shard would be picked up by the ``data/<split>-*`` globs) are deleted, and when
-nothing differs no commit is sent at all. The commit names the head it was planned against
-(``parent_commit``), so a concurrent push makes it fail instead of mixing two states.
+The folder is uploaded unchanged, in the pattern of lerobot's ``push_to_hub``: ``create_repo``
+(``exist_ok``), one ``upload_folder``, then a version tag. ``upload_folder`` does the diffing: it
+skips files the Hub already has, deletes remote files the folder no longer has (``delete_patterns``;
+a stale shard would be picked up by the ``data/<split>-*`` globs), sends no commit when nothing
+differs, and names the head it was planned against (``parent_commit``), so a concurrent push makes it
+fail instead of mixing two states. Tags are never moved.
 
 The token comes from huggingface_hub's usual places (``HF_TOKEN``, the saved login) or from an
 environment variable named with ``token_env``; it is never printed, logged or put in an error.
@@ -15,8 +13,8 @@ environment variable named with ``token_env``; it is never printed, logged or pu
 
 from __future__ import annotations
 
-import hashlib
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +24,10 @@ from dgqa_data import __version__
 from dgqa_data.errors import DgqaError
 from dgqa_data.hub_folder import read_card_metadata
 
-REPO_TYPE = "dataset"
-KEEP_REMOTE = (".gitattributes",)  # created by the Hub; never deleted
-STATUSES = ("new", "changed", "unchanged", "deleted")
+#: Never uploaded: hidden files and folders (``.cache``, editor files, ...), at any depth.
+HIDDEN = (".*", "*/.*")
+DELETE_ALL = "*"  # every remote file the folder does not have again (.gitattributes is always kept)
+KEEP_REMOTE = (".gitattributes",)
 
 
 class PublishError(DgqaError):
@@ -37,11 +36,15 @@ class PublishError(DgqaError):
 
 @dataclass
 class FilePlan:
-    """One file of a publish: its path in the repo, local size (remote size if deleted), status."""
+    """One file of a publish: its path in the repo, size, and status.
+
+    ``status`` is ``upload`` (handed to ``upload_folder``; the Hub was not compared) or, in a dry run
+    that could read the remote tree, ``new`` | ``changed`` | ``unchanged`` | ``deleted``.
+    """
 
     path: str
     size: int
-    status: str  # new | changed | unchanged | deleted
+    status: str
 
 
 @dataclass
@@ -49,18 +52,21 @@ class PublishReport:
     """What :func:`publish` did (or, with ``dry_run``, would do).
 
     Attributes:
-        repo_id: the dataset repo.
+        repo_id: the repo.
+        repo_type: ``dataset`` or ``model``.
         revision: the branch.
-        files: every local file and every remote file to delete, with its status.
+        files: the local files ``upload_folder`` is given (plus remote deletions in an online dry run).
         dry_run: whether nothing was sent.
         commit: oid of the commit made (None when nothing changed or dry run).
-        commit_url: its URL.
-        head: the branch head after publishing.
+        commit_url: URL of the branch head after publishing.
+        head: the branch head after publishing (before, in a dry run).
         tag: the requested tag.
-        tag_status: ``created``, ``exists`` (already on this head), ``would create`` (dry run).
+        tag_status: ``created``, ``exists (already on this head)``, ``would create``.
+        remote_checked: whether the dry run compared with the Hub.
     """
 
     repo_id: str
+    repo_type: str
     revision: str
     files: list[FilePlan]
     dry_run: bool
@@ -70,25 +76,31 @@ class PublishReport:
     tag: str | None = None
     tag_status: str | None = None
     repo_exists: bool = True
+    remote_checked: bool = False
     notes: list[str] = field(default_factory=list)
 
     def by_status(self, status: str) -> list[FilePlan]:
         return [f for f in self.files if f.status == status]
 
-    @property
-    def has_changes(self) -> bool:
-        return any(f.status != "unchanged" for f in self.files)
-
     def summary(self) -> str:
-        """Human-readable lines: one per file, then the totals, the commit and the tag."""
+        """Human-readable lines: the files (dry run), the totals, the commit and the tag."""
         verb = "would " if self.dry_run else ""
-        lines = [f"{'[dry run] ' if self.dry_run else ''}{self.repo_id} (dataset) @ {self.revision}"]
+        lines = [f"{'[dry run] ' if self.dry_run else ''}{self.repo_id} ({self.repo_type}) @ {self.revision}"]
         if not self.repo_exists:
             lines.append(f"  the repo does not exist yet; publish {verb}create it")
-        lines += [f"  {f.status:<9} {_human(f.size):>10}  {f.path}" for f in self.files]
-        counts = ", ".join(f"{len(self.by_status(s))} {s}" for s in STATUSES)
-        up = sum(f.size for f in self.files if f.status in ("new", "changed"))
-        lines.append(f"  {counts}; {verb}upload {_human(up)}")
+        if self.dry_run:
+            lines += [f"  {f.status:<9} {_human(f.size):>10}  {f.path}" for f in self.files]
+        local = [f for f in self.files if f.status != "deleted"]
+        total = f"{len(local)} local file(s), {_human(sum(f.size for f in local))}"
+        if self.remote_checked:
+            counts = ", ".join(
+                f"{len(self.by_status(s))} {s}" for s in ("new", "changed", "unchanged", "deleted")
+            )
+            up = sum(f.size for f in self.files if f.status in ("new", "changed"))
+            lines.append(f"  {total}: {counts}; would upload {_human(up)}")
+        else:
+            how = "would send" if self.dry_run else "sent"
+            lines.append(f"  {total}; upload_folder {how} only what differs from the Hub")
         if not self.dry_run:
             if self.commit:
                 lines.append(f"  commit {self.commit[:12]}: {self.commit_url}")
@@ -110,48 +122,35 @@ def _human(n: int) -> str:
 
 
 # -- local side -------------------------------------------------------------------------------
-def local_files(folder: str | Path) -> dict[str, Path]:
-    """Files of a dataset folder by path in the repo (POSIX), hidden files and folders excluded."""
-    folder = Path(folder)
-    if not (folder / "README.md").is_file():
-        raise PublishError(f"{folder} is not a dataset folder: no README.md")
-    if not read_card_metadata(folder).get("configs"):
-        raise PublishError(f"{folder}/README.md has no `configs` in its YAML header")
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            files[rel.as_posix()] = path
-    return files
+def local_files(folder: str | Path, ignore_patterns: Sequence[str] = HIDDEN) -> dict[str, Path]:
+    """The files ``upload_folder(folder, ignore_patterns=...)`` sends, by path in the repo, sorted:
+    the same listing and the same filter (``filter_repo_objects`` + its default ignores)."""
+    from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+
+    folder = Path(folder).expanduser()
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.glob("**/*")) if p.is_file()}
+    keep = filter_repo_objects(files, ignore_patterns=[*ignore_patterns, *DEFAULT_IGNORE_PATTERNS])
+    return {path: files[path] for path in keep}
 
 
-def file_oids(path: Path, chunk: int = 2**20) -> tuple[str, str]:
-    """``(git blob sha1, sha256)`` of a file in one streaming pass."""
-    sha1 = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    sha256 = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(chunk):
-            sha1.update(data)
-            sha256.update(data)
-    return sha1.hexdigest(), sha256.hexdigest()
+def _check_folder(folder: Path, repo_type: str) -> None:
+    if not folder.is_dir():
+        raise PublishError(f"{folder} is not a folder")
+    if repo_type == "dataset":
+        if not (folder / "README.md").is_file():
+            raise PublishError(f"{folder} is not a dataset folder: no README.md")
+        if not read_card_metadata(folder).get("configs"):
+            raise PublishError(f"{folder}/README.md has no `configs` in its YAML header")
 
 
-def compare(local: dict[str, Path], remote: dict[str, Any]) -> list[FilePlan]:
-    """Status of every local file against the remote tree (``{path: RepoFile}``), plus deletions."""
-    plan = []
-    for path, file in local.items():
-        size = file.stat().st_size
-        entry = remote.get(path)
-        if entry is None:
-            plan.append(FilePlan(path, size, "new"))
-            continue
-        blob, sha256 = file_oids(file)
-        same = entry.lfs.sha256 == sha256 if entry.lfs else entry.blob_id == blob
-        plan.append(FilePlan(path, size, "unchanged" if same else "changed"))
-    for path, entry in sorted(remote.items()):
-        if path not in local and path not in KEEP_REMOTE:
-            plan.append(FilePlan(path, entry.size, "deleted"))
-    return plan
+def _same(path: Path, remote: Any) -> bool:
+    """Whether a local file has the content of a remote ``RepoFile`` (LFS: sha256; else git blob id)."""
+    from huggingface_hub.utils.sha import git_hash, sha_fileobj
+
+    if remote.lfs is not None:
+        with open(path, "rb") as f:
+            return sha_fileobj(f).hex() == remote.lfs.sha256
+    return git_hash(path.read_bytes()) == remote.blob_id
 
 
 # -- token ------------------------------------------------------------------------------------
@@ -189,54 +188,110 @@ def hub_errors(token: str | None):
 
 
 # -- remote side ------------------------------------------------------------------------------
-def _head_and_tags(api: Any, repo_id: str, revision: str) -> tuple[str | None, dict[str, str]]:
-    refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE)
+def _refs(api: Any, repo_id: str, repo_type: str, revision: str) -> tuple[str | None, dict[str, str]]:
+    """(head of ``revision`` or None, ``{tag: commit}``)."""
+    refs = api.list_repo_refs(repo_id, repo_type=repo_type)
     head = next((b.target_commit for b in refs.branches if b.name == revision), None)
     return head, {t.name: t.target_commit for t in refs.tags}
 
 
-def _remote_tree(api: Any, repo_id: str, commit: str) -> dict[str, Any]:
+def _tag_on(tag: str, tags: dict[str, str], head: str | None, after: str = "") -> bool:
+    """True if ``tag`` already points at ``head`` (nothing to do), False if it does not exist;
+    a :class:`PublishError` if it points elsewhere: tags are never moved."""
+    if tag not in tags:
+        return False
+    if head is not None and tags[tag] == head:
+        return True
+    where = f"the head {head[:12]}" if head else "the commit this publish would make"
+    raise PublishError(
+        f"tag {tag} already points at {tags[tag][:12]}, not at {where}; tags are not moved: "
+        f"choose a new version{after}"
+    )
+
+
+def _dry_run_remote(api: Any, report: PublishReport, local: dict[str, Path], token: str | None) -> None:
+    """Mark the dry run's files new/changed/unchanged/deleted and check the tag, if the Hub answers."""
+    from huggingface_hub import is_offline_mode
+    from huggingface_hub.errors import RepositoryNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
-    tree = api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=commit, recursive=True)
-    return {e.path: e for e in tree if isinstance(e, RepoFile)}
+    if is_offline_mode():
+        report.notes.append("offline (HF_HUB_OFFLINE): the Hub was not contacted; listing the local files")
+        return
+    try:
+        with hub_errors(token):
+            try:
+                head, tags = _refs(api, report.repo_id, report.repo_type, report.revision)
+            except RepositoryNotFoundError:
+                report.repo_exists = False
+                head, tags, remote = None, {}, {}
+            else:
+                if head is None:
+                    report.notes.append(
+                        f"branch {report.revision} does not exist; it would be created from main"
+                    )
+                    head, _ = _refs(api, report.repo_id, report.repo_type, "main")
+                tree = api.list_repo_tree(
+                    report.repo_id, repo_type=report.repo_type, revision=head, recursive=True
+                )
+                remote = {e.path: e for e in tree if isinstance(e, RepoFile)}
+    except PublishError as err:
+        report.notes.append(f"could not compare with the Hub ({err}); listing the local files")
+        return
+    report.head, report.remote_checked = head, True
+    for f in report.files:
+        entry = remote.get(f.path)
+        f.status = "new" if entry is None else "unchanged" if _same(local[f.path], entry) else "changed"
+    gone = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
+    report.files += [FilePlan(p, remote[p].size, "deleted") for p in gone]
+    if report.tag:
+        changes = any(f.status != "unchanged" for f in report.files)
+        exists = _tag_on(report.tag, tags, None if changes else head)
+        report.tag_status = "exists (already on this head)" if exists else "would create"
 
 
 def publish(
     folder: str | Path,
     repo_id: str,
     *,
+    repo_type: str = "dataset",
     private: bool = False,
     revision: str | None = None,
     tag: str | None = None,
     dry_run: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
+    ignore_patterns: Sequence[str] = (),
     api: Any = None,
 ) -> PublishReport:
-    """Upload a dataset folder to ``repo_id`` (a dataset repo), sending only what changed.
+    """Upload a folder to the Hub repo ``repo_id`` with ``upload_folder``, which sends only what changed.
 
     Args:
-        folder: a Hub-layout dataset folder (``README.md`` with ``configs`` + ``data/``).
+        folder: a Hub-layout dataset folder (``README.md`` with ``configs`` + ``data/``), or a model folder.
         repo_id: ``org/name``, e.g. ``dgqa/kadid10k-sel-livec``.
+        repo_type: ``dataset`` or ``model``.
         private: create the repo private (ignored when it already exists).
         revision: branch to commit to (created from ``main`` if missing); default ``main``.
         tag: tag the resulting head (e.g. ``v1.0``); a tag already on that head is left as is,
             one on another commit is an error (tags are not moved).
-        dry_run: only compare with the remote and report; nothing is created or sent.
+        dry_run: list the files that would go up (compared with the Hub when it can be reached); nothing
+            is created or sent, and no token is needed.
         token: Hub token (default: ``HF_TOKEN`` or the saved login).
-        commit_message: summary of the commit (default names the counts and the dgqa version).
+        commit_message: summary of the commit (default names the folder and the dgqa version).
+        ignore_patterns: files not to upload, besides hidden ones (``upload_folder`` globs).
         api: an ``HfApi`` (default: one built with ``token``; the endpoint follows ``HF_ENDPOINT``).
 
     Returns:
         A :class:`PublishReport`.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub import HfApi
 
     if "/" not in repo_id:
         raise PublishError(f"--repo-id must be ORG/NAME, got {repo_id!r}")
-    local = local_files(folder)
+    folder = Path(folder).expanduser()
+    _check_folder(folder, repo_type)
+    ignore = [*HIDDEN, *ignore_patterns]
+    local = local_files(folder, ignore)
     revision = revision or "main"
     token = token if token is not None else resolve_token()
     if token is None and not dry_run:
@@ -244,68 +299,44 @@ def publish(
             "no Hugging Face token: set HF_TOKEN, run `hf auth login`, or name a variable with --token-env"
         )
     api = api if api is not None else HfApi(token=token)
-    report = PublishReport(repo_id, revision, [], dry_run, tag=tag)
-    with hub_errors(token):
-        if not dry_run:
-            api.create_repo(repo_id, repo_type=REPO_TYPE, private=True if private else None, exist_ok=True)
-        try:
-            head, tags = _head_and_tags(api, repo_id, revision)
-        except RepositoryNotFoundError:
-            if not dry_run:
-                raise
-            head, tags, report.repo_exists = None, {}, False
-        if head is None and report.repo_exists:
-            if dry_run:
-                report.notes.append(f"branch {revision} does not exist; it would be created from main")
-                head, _ = _head_and_tags(api, repo_id, "main")
-            else:
-                api.create_branch(repo_id, branch=revision, repo_type=REPO_TYPE, exist_ok=True)
-                head, tags = _head_and_tags(api, repo_id, revision)
-        try:
-            remote = _remote_tree(api, repo_id, head) if head else {}
-        except (RepositoryNotFoundError, RevisionNotFoundError):
-            remote = {}
-        report.files = compare(local, remote)
-        report.head = head
-
-        if not dry_run and report.has_changes:
-            ops: list[Any] = [
-                CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(local[f.path]))
-                for f in report.files
-                if f.status in ("new", "changed")
-            ]
-            ops += [CommitOperationDelete(path_in_repo=f.path) for f in report.by_status("deleted")]
-            counts = {s: len(report.by_status(s)) for s in ("new", "changed", "deleted")}
-            info = api.create_commit(
-                repo_id,
-                ops,
-                commit_message=commit_message
-                or f"dgqa publish: {counts['new']} new, {counts['changed']} changed, {counts['deleted']} deleted",
-                commit_description=f"Uploaded with dgqa {__version__} from the folder {Path(folder).name}.",
-                repo_type=REPO_TYPE,
-                revision=revision,
-                parent_commit=head,
-            )
-            report.commit, report.commit_url, report.head = info.oid, str(info.commit_url), info.oid
-
-        if tag:
-            new_head = None if (dry_run and report.has_changes) else report.head
-            report.tag_status = _tag(api, repo_id, tag, new_head, tags, dry_run)
-    return report
-
-
-def _tag(api: Any, repo_id: str, tag: str, head: str | None, tags: dict[str, str], dry_run: bool) -> str:
-    if tag in tags:
-        if head is not None and tags[tag] == head:
-            return "exists (already on this head)"
-        where = f"the published head {head[:12]}" if head else "the new commit this publish makes"
-        raise PublishError(
-            f"tag {tag} already points at {tags[tag][:12]}, not at {where}; tags are not moved: "
-            "choose a new version"
-        )
+    files = [FilePlan(path, f.stat().st_size, "upload") for path, f in local.items()]
+    report = PublishReport(repo_id, repo_type, revision, files, dry_run, tag=tag)
     if dry_run:
-        return "would create"
-    api.create_tag(
-        repo_id, tag=tag, revision=head, tag_message=f"dgqa {__version__} release {tag}", repo_type=REPO_TYPE
-    )
-    return "created"
+        report.tag_status = "would create (existing tags not checked)" if tag else None
+        _dry_run_remote(api, report, local, token)
+        return report
+
+    with hub_errors(token):
+        api.create_repo(repo_id, repo_type=repo_type, private=True if private else None, exist_ok=True)
+        head, tags = _refs(api, repo_id, repo_type, revision)
+        if head is None:
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+            head, tags = _refs(api, repo_id, repo_type, revision)
+        if tag:
+            _tag_on(tag, tags, head)  # refused before anything is sent if it points elsewhere
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            ignore_patterns=list(ignore),  # a fresh list: upload_folder extends it in place
+            delete_patterns=DELETE_ALL,
+            parent_commit=head,
+            commit_message=commit_message or f"dgqa publish {folder.name}",
+            commit_description=f"Uploaded with dgqa {__version__} from the folder {folder.name}.",
+        )
+        report.commit = info.oid if info.oid != head else None
+        report.head, report.commit_url = info.oid, str(info.commit_url)
+        if tag:
+            if _tag_on(tag, tags, report.head, after=f" (the upload was committed as {report.head[:12]})"):
+                report.tag_status = "exists (already on this head)"
+            else:
+                api.create_tag(
+                    repo_id,
+                    tag=tag,
+                    revision=report.head,
+                    tag_message=f"dgqa {__version__} release {tag}",
+                    repo_type=repo_type,
+                )
+                report.tag_status = "created"
+    return report

@@ -3,23 +3,37 @@
 Selection is a pure function of the score table. ``dgqa-vote`` is the official rule of the DGQA
 code (``sel_dist.py``): top-4 classes per image, count, divide by (K - 1) * M, keep the types whose
 share rounded to two decimals is at least 0.04; class 0 (pristine) is never a source domain.
+
+Also here: the report (per-domain table as CSV + parquet, ``selection.json``, ``similarity.png``)
+and the ``dgqa select`` verb, which reads a scores folder (:mod:`dgqa_data.scores`); none of it
+needs torch.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from dgqa_data import __version__
-from dgqa_data.errors import DgqaError
+from dgqa_data.errors import DgqaError, at_least, fraction
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
+from dgqa_data.scores import load_scores
 
 RULES = ("dgqa-vote", "mean-prob", "top-k")
 DEFAULT_THRESHOLD = {"dgqa-vote": 0.04, "mean-prob": 1 / 25}
+
+TABLE_CSV = "selection.csv"
+TABLE_PARQUET = "selection.parquet"
+SELECTION_JSON = "selection.json"
+PLOT = "similarity.png"
 
 #: Selections published in the DGQA README (KADID-10k type ids), keyed by target.
 PAPER_SELECTIONS: dict[str, tuple[int, ...]] = {
@@ -264,3 +278,99 @@ def plot_selection(selection: Selection, path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# The report and the ``dgqa select`` verb
+# ------------------------------------------------------------------------------------------------
+
+
+def target_name(spec: str) -> str:
+    """The name a target dataset spec stands for: ``hub/dgqa/livec:test`` -> ``livec`` (subset names
+    are ``<source>-sel-<target>``)."""
+    from dgqa_data.paths import local_path
+
+    path = local_path(spec)
+    return path.name if path is not None else spec.rstrip("/").split(":")[0].split("/")[-1]
+
+
+def select_from_scores(
+    scores_dir: str | Path,
+    rule: str = "dgqa-vote",
+    threshold: float | None = None,
+    k: int | None = None,
+    target: str | None = None,
+) -> Selection:
+    """Run a selection rule on the logits in a scores folder (see :mod:`dgqa_data.scores`).
+
+    Args:
+        scores_dir: folder with ``scores.parquet`` and ``scores.json``.
+        rule: ``dgqa-vote``, ``mean-prob`` or ``top-k``.
+        threshold: override the rule's threshold.
+        k: top-k of the vote, or number of types for ``top-k``.
+        target: name recorded in the result (default: the name of the target in ``scores.json``).
+    """
+    scores = load_scores(scores_dir)
+    return select(
+        scores.logits,
+        rule=rule,
+        threshold=threshold,
+        k=k,
+        target=target or target_name(str(scores.meta.get("target", "target"))),
+        classifier=scores.meta.get("classifier"),
+    )
+
+
+def write_report(selection: Selection, out: str | Path) -> Path:
+    """Write ``selection.csv``, ``selection.parquet``, ``selection.json`` and ``similarity.png`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(
+        selection.table,
+        schema=pa.schema(
+            [
+                ("type_id", pa.int16()),
+                ("domain", pa.string()),
+                ("vote_share", pa.float64()),
+                ("mean_prob", pa.float64()),
+                ("selected", pa.bool_()),
+            ]
+        ),
+    )
+    pacsv.write_csv(table, out / TABLE_CSV)
+    pq.write_table(table, out / TABLE_PARQUET)
+    selection.save(out / SELECTION_JSON)
+    plot_selection(selection, out / PLOT)
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``dgqa select``."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--scores", help="folder written by `dgqa score`")
+    src.add_argument("--paper", help="a published DGQA selection: livec, koniq10k, bid, pipal1..pipal6")
+    p.add_argument("--rule", choices=RULES, default="dgqa-vote", help="default: dgqa-vote")
+    p.add_argument("--threshold", type=fraction, default=None, help="override the rule's threshold")
+    p.add_argument(
+        "--k", type=at_least(1), default=None, help="top-k of the vote (dgqa-vote) or types kept (top-k)"
+    )
+    p.add_argument("--target", default=None, help="target name to record (default: from scores.json)")
+    p.add_argument("--out", default=None, help="report folder (default: the --scores folder)")
+    return p
+
+
+def run(args: argparse.Namespace) -> Selection:
+    """``dgqa select``: select, print the per-domain table and write the report."""
+    if args.paper:
+        if args.out is None:
+            raise DgqaError("--paper needs --out")
+        selection = paper_selection(args.paper)
+    else:
+        selection = select_from_scores(args.scores, args.rule, args.threshold, args.k, args.target)
+    out = write_report(selection, args.out or args.scores)
+    print(format_table(selection))
+    print(
+        f"selected {len(selection.selected)} domain(s): {selection.selected} ({', '.join(selection.selected_names)})"
+    )
+    print(f"wrote {out / SELECTION_JSON}, {TABLE_CSV}, {TABLE_PARQUET}, {PLOT}")
+    return selection

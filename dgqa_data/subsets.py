@@ -35,14 +35,13 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 from tqdm.auto import tqdm
 
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import Corpus, CorpusError, Skip, get_corpus, safe_path
 from dgqa_data.errors import DgqaError
-from dgqa_data.hub_folder import HubFolderWriter, read_card_metadata, render_card, write_json
+from dgqa_data.hub_folder import HubFolderWriter, parse_card, read_card_metadata, render_card, write_json
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
 from dgqa_data.selection import Selection, format_table, plot_selection
@@ -619,9 +618,8 @@ def hydrate(
 
 def hydrated_card(card: str) -> str:
     """The card without the index's ``dataset_info`` and with its index-only note replaced."""
-    if card.startswith("---"):
-        _, header, body = card.split("---", 2)
-        meta = yaml.safe_load(header) or {}
+    meta, body = parse_card(card)
+    if meta:
         meta.pop("dataset_info", None)  # described the index; the writer describes what it wrote
         card = render_card(meta, body)
     start, end = card.find(INDEX_ONLY_BEGIN), card.find(INDEX_ONLY_END)

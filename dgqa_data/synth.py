@@ -15,7 +15,9 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -425,9 +427,12 @@ def synthesize(
     desc = "synth" if num_shards == 1 else f"synth (shards {shard_index + 1}/{num_shards})"
     bar = tqdm(total=sum(size(s) for s in mine), desc=desc, unit="img", disable=not progress)
     if num_proc > 1:
-        args = (writer, refs, cfg, work, total_shards)
+        from dgqa_data.workers import pool_initializer, quiet_broken_pool_race
+
+        quiet_broken_pool_race()
+        setup = pickle.dumps((_init_worker, (writer, refs, cfg, work, total_shards)))
         with ProcessPoolExecutor(
-            num_proc, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(), *args)
+            num_proc, mp_context=get_context("spawn"), initializer=pool_initializer, initargs=(os.getpid(), setup)
         ) as pool:
             for s, _ in zip(mine, pool.map(_worker_shard, mine)):
                 bar.update(size(s))
@@ -442,16 +447,12 @@ def synthesize(
 _WORKER: tuple = ()
 
 
-def _init_worker(parent: int, *args) -> None:
-    """Pool initializer: the references and plan travel once per worker, not once per shard; the
-    worker ends with its parent."""
+def _init_worker(*args) -> None:
+    """Worker set-up: the references and plan travel once per worker, not once per shard."""
     global _WORKER
     _WORKER = args
     import cv2
 
-    from dgqa_data.workers import exit_with_parent
-
-    exit_with_parent(parent)
     cv2.setNumThreads(1)
 
 
@@ -488,16 +489,14 @@ def _finalize(
         done = len(list((work / ".done").glob("shard-*"))) if (work / ".done").exists() else 0
     if done < total_shards:
         return None
-    try:  # exactly one process finalizes
-        os.mkdir(work / ".finalizing")
-    except FileExistsError:
+    if not _claim_finalize(work / ".finalizing"):
         return None
     # every shard is done, so a temporary file left now is from a killed run: never ship it
     for leftover in [*work.glob("data/*.tmp-*"), *work.glob("dist_imgs/*.tmp-*"), *work.glob("plan.tmp-*")]:
         leftover.unlink()
     skipped = [s for f in sorted(work.glob("skipped/shard-*.json")) for s in json.loads(f.read_text())]
     if fmt == "dataset" and not list((work / "data").glob("train-*.parquet")):
-        os.rmdir(work / ".finalizing")
+        shutil.rmtree(work / ".finalizing")
         raise CorpusError(
             f"no reference could be read ({len(skipped)} skipped); see the reasons in {work / 'skipped'}"
         )
@@ -520,10 +519,33 @@ def _finalize(
     else:
         card = synth_card(cfg, counts, len(refs) - len(bad), work, skipped=len(skipped))
         (work / "README.md").write_text(card, encoding="utf-8")
-    os.rmdir(work / ".finalizing")
+    shutil.rmtree(work / ".finalizing")
     shutil.rmtree(work / ".done", ignore_errors=True)
     work.rename(out)
     return out
+
+
+def _claim_finalize(lock: Path) -> bool:
+    """Exactly one process finalizes: the one that creates ``lock`` (a folder holding its owner). A
+    lock left by a finalizer that was killed (its process is gone) is taken over."""
+    from dgqa_data.paths import owner_alive, process_owner
+
+    for _ in range(2):
+        try:
+            os.mkdir(lock)
+        except FileExistsError:
+            try:
+                owners = [p.name for p in lock.iterdir()]
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:  # the finalizer just finished
+                return False
+            if any(owner_alive(o) for o in owners) or (not owners and age < 60):
+                return False  # being finalized now (an empty lock: its owner file follows)
+            shutil.rmtree(lock, ignore_errors=True)  # killed while finalizing: take over
+            continue
+        (lock / process_owner()).touch()
+        return True
+    return False
 
 
 def _write_kadis_csv(work: Path, refs: Sequence[Reference], cfg: SynthPlan) -> None:

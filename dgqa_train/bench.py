@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from dgqa_data.errors import at_least
 from dgqa_data.paths import check_output
 from dgqa_train.config import parse_config
 from dgqa_train.train import RESULTS_NAME, TrainConfig, config_hash
@@ -283,13 +284,24 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``dgqa bench``."""
+    p.add_argument("--backbones", required=True, help="comma list, e.g. tiny-resnet,resnet50")
+    p.add_argument("--train", required=True, help="comma list of training datasets (PATH[:SPLIT])")
+    p.add_argument("--eval", required=True, help="comma list of eval datasets (PATH[:SPLIT])")
+    p.add_argument("--seeds", type=at_least(1), default=3, help="seeds per cell: base-seed, base-seed+1, ...")
+    p.add_argument("--base-seed", type=int, default=123)
+    p.add_argument("--out", required=True, help="benchmark folder (runs/ + leaderboard.{csv,md,png})")
+    p.add_argument("--epochs", type=at_least(0), help="epochs per run (default: the training default, 24)")
+    p.add_argument("--train-args", default="", help='extra train flags per cell, e.g. "--lr_head 1e-3"')
+    p.add_argument("--launcher", help='run cells as subprocesses, e.g. "accelerate launch --num_processes 2"')
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m dgqa_train.bench ...``."""
-    from dgqa_train.commands import add_bench_arguments
-
-    p = argparse.ArgumentParser(prog="dgqa bench", description=__doc__.splitlines()[0])
-    add_bench_arguments(p)
-    return run(p.parse_args(argv))
+    p = argparse.ArgumentParser(prog="dgqa bench", description=__doc__.splitlines()[0], allow_abbrev=False)
+    return run(add_arguments(p).parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,46 +1,27 @@
-"""The ``dgqa`` command: data verbs from dgqa_data, model verbs from dgqa_train."""
+"""The ``dgqa`` command: the data verbs of :mod:`dgqa_data.commands` and the model verbs of
+:mod:`dgqa_train.commands`, with the same flags as ``python -m dgqa_data``.
+
+Only the chosen verb's module is imported, so ``dgqa --help`` and ``dgqa --version`` load no torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from dgqa_data import __version__
+from dgqa_data import cli as data_cli
 from dgqa_data import commands as data_commands
-from dgqa_data.errors import DgqaError
-from dgqa_train import commands as train_commands
+from dgqa_train import commands as model_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dgqa", description="Distortion-guided domain selection for blind image quality assessment."
-    )
-    parser.add_argument("--version", action="version", version=f"dgqa {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    data_commands.register(sub)
-    train_commands.register(sub)
-    return parser
+    """The ``dgqa`` parser (each verb's flags are added when it is parsed)."""
+    return data_cli.build_parser([*data_commands.VERBS, *model_commands.VERBS], prog="dgqa")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb. A :class:`~dgqa_data.errors.DgqaError`, or an operating-system error on a named
-    path (missing, unreadable, unwritable), is a mistake the user can fix: one line, exit code 2.
-    Ctrl-C: one line, exit code 130. Anything else is a bug and keeps its traceback."""
-    args = build_parser().parse_args(argv)
-    try:
-        rc = args.func(args)
-    except DgqaError as err:
-        print(f"dgqa {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if err.filename is None:
-            raise
-        print(f"dgqa {args.command}: error: {err.strerror or err}: {err.filename}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"dgqa {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return rc if isinstance(rc, int) else 0
+    """Run one verb; user mistakes print one line and exit 2 (see :func:`dgqa_data.cli.run_command`)."""
+    return data_cli.run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Run configuration: dataclasses from CLI flags and/or a YAML/JSON file, and one Accelerator factory."""
+"""Run configuration: dataclasses from CLI flags and/or a YAML/JSON file (the same names in both), the
+settings every training run shares (:class:`LoopConfig`), and one Accelerator factory."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,15 +18,19 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from transformers import HfArgumentParser
 
 from dgqa_data.errors import DgqaError
+from dgqa_train.data import default_workers
 
 T = TypeVar("T")
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
     """Parse ``cls`` (a dataclass) from ``argv``; ``--config FILE`` (YAML or JSON) sets defaults that
-    explicit flags override. Unknown keys in the file are an error naming them."""
+    explicit flags override. Unknown keys in the file are an error naming them.
+
+    Every field is a flag in both spellings, ``--crop_size`` and ``--crop-size`` (HfArgumentParser
+    adds both); an abbreviation (``--crop``) is refused rather than taken for the flag it prefixes."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(cls, prog=prog)
+    parser = HfArgumentParser(cls, prog=prog, allow_abbrev=False)
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
@@ -42,7 +47,9 @@ def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None =
         if unknown:
             raise DgqaError(f"{path}: unknown config key(s) {', '.join(unknown)}")
         parser.set_defaults(**data)
-    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    config, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        parser.error(f"unrecognized arguments: {' '.join(remaining)}")  # usage + exit 2, like argparse
     return config
 
 
@@ -98,8 +105,58 @@ def make_accelerator(
         gradient_accumulation_steps=gradient_accumulation_steps,
         log_with=report,
         project_config=ProjectConfiguration(
-            project_dir=str(output_dir), automatic_checkpoint_naming=True, total_limit=3
+            project_dir=str(output_dir), automatic_checkpoint_naming=True  # pruned by checkpoints.mark_complete
         ),
     )
     set_seed(seed, device_specific=False)
     return accelerator
+
+
+PRECISIONS = ("no", "fp16", "bf16")
+
+
+@dataclass(kw_only=True)
+class LoopConfig:
+    """Settings of the training loop, shared by every training script (flags and config-file keys)."""
+
+    output_dir: str = field(metadata={"help": "run folder: model, metrics, checkpoints"})
+    epochs: int = field(default=10, metadata={"help": "training epochs"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "images per process per forward pass"})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "forward passes per optimizer step"}
+    )
+    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
+    max_grad_norm: float | None = field(
+        default=None, metadata={"help": "clip the gradient norm to this value (None: no clipping)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of init, shuffling and crops"})
+    num_workers: int = field(
+        default_factory=default_workers,
+        metadata={"help": "DataLoader workers per process (decode + crop); default: min(4, CPU cores - 1)"},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "a checkpoint folder, or 'latest' (starts fresh when there is none)"}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "discard checkpoints of an earlier run in output_dir"}
+    )
+    save_every_epochs: int = field(
+        default=1, metadata={"help": "checkpoint every N epochs (0: only at the end)"}
+    )
+    checkpointing_steps: int | None = field(
+        default=None, metadata={"help": "also checkpoint every N optimizer steps (mid-epoch)"}
+    )
+    log_every: int = field(default=50, metadata={"help": "log the running loss every N optimizer steps"})
+    report_to: str = field(
+        default="none", metadata={"help": "trackers: none, tensorboard, wandb, ... (comma list)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in PRECISIONS:
+            raise DgqaError(f"--mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        check_ranges(
+            self, epochs=(0, None), max_steps=(1, None), batch_size=(1, None),
+            gradient_accumulation_steps=(1, None), max_grad_norm=(0, None), num_workers=(0, None),
+            save_every_epochs=(0, None), checkpointing_steps=(1, None), log_every=(1, None),
+        )  # fmt: skip

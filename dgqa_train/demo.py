@@ -286,8 +286,8 @@ class Demo:
 
     # 4
     def stage_classifier(self) -> str:
+        from dgqa_data.selection import select_from_scores, write_report
         from dgqa_train.score import score
-        from dgqa_train.selection_report import select_from_scores, write_report
         from dgqa_train.train_classifier import ClassifierTrainConfig, train_classifier
 
         run = self.out / "classifier"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgqa_train.data import to_model_input
 from dgqa_train.metrics import iqa_metrics
 
 #: Metric keys of every eval entry and what they mean.
@@ -28,16 +29,6 @@ METRIC_LABELS: dict[str, str] = {
 }
 
 
-def to_model_input(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(..., 3, S, S)`` crops -> normalised float32 (the arithmetic of CropDataset).
-
-    The result is always contiguous (NCHW): one memory layout for every batch, so kernels (chosen by
-    shape and layout) do not depend on how a batch was assembled (crops arrive as permuted HWC views),
-    and gradients match the parameters' layout (no DDP bucket copies).
-    """
-    return ((x.float().div_(255) - mean) / std).contiguous()
-
-
 def predict_batches(
     model: torch.nn.Module,
     batches: Iterable[dict[str, torch.Tensor]],
@@ -45,19 +36,21 @@ def predict_batches(
     std: torch.Tensor,
     accelerator: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scores for every row of a loader of uint8 crops, averaged over each row's crops.
+    """The model's outputs for every row of a loader, averaged over each row's crops, gathered exactly.
 
     Args:
-        model: a regressor (unwrapped); put in eval mode here.
-        batches: batches with ``pixel_values`` uint8 ``(B, 3, S, S)`` or ``(B, n, 3, S, S)``, ``labels``
-            and ``index`` (a prepared loader when ``accelerator`` is given).
+        model: a regressor or classifier (unwrapped); put in eval mode here.
+        batches: batches with ``pixel_values`` (uint8 crops ``(B, 3, S, S)`` or ``(B, n, 3, S, S)``, or
+            cached float features ``(B, D)``), ``labels`` and ``index`` (a prepared loader when
+            ``accelerator`` is given).
         mean: ``(3, 1, 1)`` normalisation mean on the model's device.
         std: ``(3, 1, 1)`` normalisation std.
-        accelerator: gathers across processes (duplicates from even-batch padding are dropped);
-            None evaluates in this process on ``mean.device``.
+        accelerator: gathers across processes (duplicates from even-batch padding are dropped) and
+            autocasts; None evaluates in this process on ``mean.device``.
 
     Returns:
-        ``(index, prediction, label)`` float64/int64 arrays sorted by index, identical on every process.
+        ``(index, output, label)`` sorted by index, identical on every process: output is float64
+        ``(N,)`` for a one-output model (a regressor), ``(N, K)`` otherwise (mean logits).
     """
     was_training = model.training
     model.eval()
@@ -66,10 +59,12 @@ def predict_batches(
     with torch.no_grad():
         for batch in batches:
             x = batch["pixel_values"].to(mean.device, non_blocking=True)
-            b, rows = x.shape[0], x[0].numel() // x.shape[-3:].numel() * x.shape[0]
-            x = x.reshape(rows, *x.shape[-3:])
+            b = x.shape[0]
+            if x.ndim == 5:  # (B, n, 3, S, S): every crop is a row of the forward pass
+                x = x.flatten(0, 1)
+            rows = x.shape[0]
             # Every forward pass gets the same shape and layout (a short last batch is padded), so a row's
-            # score does not depend on how rows are split into batches or across processes (kernels pick
+            # output does not depend on how rows are split into batches or across processes (kernels pick
             # their algorithm by shape): 1-process and N-process evaluations agree to the last bit.
             full = max(full, rows)
             if rows < full:
@@ -80,10 +75,12 @@ def predict_batches(
                     out = model(x)
             else:
                 out = model(x)
+            out = out.double().reshape(full, -1)
+            out = out.reshape(full // (rows // b), rows // b, out.shape[1]).mean(dim=1)[:b]  # mean over crops
             part = {
                 "index": batch["index"].to(mean.device),
-                "pred": out.double().reshape(-1, rows // b).mean(dim=1)[:b],  # mean over crops, same shape
-                "label": batch["labels"].to(mean.device).float(),
+                "pred": out[:, 0] if out.shape[1] == 1 else out,
+                "label": batch["labels"].to(mean.device).double(),
             }
             parts.append(accelerator.gather_for_metrics(part) if accelerator is not None else part)
     model.train(was_training)
@@ -92,7 +89,7 @@ def predict_batches(
         return empty.astype(np.int64), empty, empty
     index = torch.cat([p["index"] for p in parts]).cpu().numpy()
     pred = torch.cat([p["pred"] for p in parts]).cpu().numpy()
-    label = torch.cat([p["label"] for p in parts]).cpu().double().numpy()
+    label = torch.cat([p["label"] for p in parts]).cpu().numpy()
     order = np.argsort(index, kind="stable")
     index, pred, label = index[order], pred[order], label[order]
     if np.unique(index).size != index.size:

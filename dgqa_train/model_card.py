@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: Files of an output folder that are not part of the published model.
-HUB_IGNORE = ["checkpoints/*", "logs/*", ".*", "*.tmp"]
+#: Files of an output folder that are not part of the published model (hidden files never are).
+HUB_IGNORE = ["checkpoints/*", "logs/*", "*.tmp"]
 
 
 def _domains(cfg: dict[str, Any], train: dict[str, Any]) -> str:
@@ -112,24 +112,22 @@ def model_card(results: dict[str, Any]) -> str:
 
 
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
-    """Upload a trained model folder (weights, config, card, results) to a Hub model repo.
+    """Upload a trained model folder (weights, config, card, results) to a Hub model repo, through the
+    same path as datasets (:func:`dgqa_data.publish.publish`: token handling, redacted errors, only
+    changed files sent, files the folder no longer has removed).
 
     Returns:
-        The commit URL.
+        The URL of the commit now at the head of ``main``.
     """
-    from huggingface_hub import HfApi
+    from dgqa_data.publish import publish
 
-    from dgqa_data.publish import hub_errors, resolve_token
-
-    token = token if token is not None else resolve_token()
-    with hub_errors(token):  # the one redaction path of every Hub call
-        api = HfApi(token=token)
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        info = api.upload_folder(
-            folder_path=str(folder),
-            repo_id=repo_id,
-            repo_type="model",
-            ignore_patterns=HUB_IGNORE,
-            commit_message="Upload dgqa quality regressor",
-        )
-    return str(info)
+    report = publish(
+        folder,
+        repo_id,
+        repo_type="model",
+        private=private,
+        token=token,
+        ignore_patterns=HUB_IGNORE,
+        commit_message="Upload dgqa quality regressor",
+    )
+    return str(report.commit_url)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.errors import DgqaError, MissingInputError, at_least
 from dgqa_data.paths import check_output
+from dgqa_train.data import CropDataset, make_loader, norm_tensors
 from dgqa_train.evaluate import predict_batches
 from dgqa_train.models import IQAModel, load_model
 
@@ -32,15 +33,13 @@ def _scores(
     workers: int,
     progress: bool = True,
 ) -> np.ndarray:
-    from dgqa_train.train import UInt8Crops, make_loader, norm_tensors
-
     if model.task != "regress":
         raise DgqaError(
             f"the model is a {model.task} model with {model.config.num_outputs} outputs (a domain classifier?), "
             "not a quality regressor: `dgqa score` gives a classifier's domain logits"
         )
     device = next(model.parameters()).device
-    data = UInt8Crops(ds, model.config.crop_size, crops, train=False, seed=seed)
+    data = CropDataset(ds, model.config.crop_size, crops, train=False, seed=seed)
     loader = make_loader(data, batch_size, seed, train=False, num_workers=workers)
     mean, std = norm_tensors(model, device)
     batches = tqdm(loader, desc="predicting", unit="batch", disable=not progress or len(ds) <= batch_size)
@@ -143,3 +142,21 @@ def run(args: argparse.Namespace) -> None:
             w.writerow(["image", "quality", "skipped"])
             w.writerows((name, f"{q:.6f}", "") for name, q in rows)
             w.writerows((name, "", reason) for name, reason in skipped)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``dgqa predict``."""
+    p.add_argument("images", nargs="*", help="image files to score")
+    p.add_argument("--model", required=True, help="folder written by `dgqa train`")
+    p.add_argument("--dataset", help="score every row of this dataset (PATH[:SPLIT]) instead of files")
+    p.add_argument("--out", help="also write a CSV (image,quality)")
+    p.add_argument("--crops", type=at_least(1), default=5, help="seeded crops averaged per image")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip images that cannot be decoded (listed on stderr and in --out) instead of failing",
+    )
+    p.add_argument("--seed", type=int, default=123, help="crop seed")
+    p.add_argument("--batch-size", type=at_least(1), default=16)
+    p.add_argument("--num-workers", type=at_least(0), default=0)
+    return p

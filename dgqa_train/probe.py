@@ -293,7 +293,7 @@ def probe(
     Args:
         train: training dataset folders / Hub ids (``<spec>:<split>`` allowed).
         eval_spec: the labelled evaluation set.
-        backbone, pretrained: the frozen backbone (see :func:`dgqa_train.models.build_backbone`).
+        backbone, pretrained: the frozen backbone (see :func:`dgqa_train.backbones.build_backbone`).
         features: ``multilevel`` (pooled output + mean/std of every stage, the default: they carry
             the low-level statistics quality depends on) or ``pooled``.
         crop_size: centre-crop side fed to the backbone.
@@ -345,7 +345,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--backbone", default="efficientnet-lite0", help="frozen backbone (default efficientnet-lite0)"
     )
-    p.add_argument("--no_pretrained", action="store_true", help="random backbone weights (a baseline)")
+    p.add_argument(
+        "--no-pretrained", "--no_pretrained", action="store_true", help="random backbone weights (a baseline)"
+    )
     p.add_argument(
         "--features",
         choices=["multilevel", "pooled"],
@@ -353,7 +355,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="multilevel (pooled output + mean/std of every stage; default) or pooled",
     )
     p.add_argument(
-        "--crop_size", type=at_least(1), default=224, help="centre-crop side in pixels (default 224)"
+        "--crop-size",
+        "--crop_size",
+        type=at_least(1),
+        default=224,
+        help="centre-crop side in pixels (default 224)",
     )
     p.add_argument(
         "--head", choices=HEADS, default="ridge", help="ridge (GCV penalty) or mlp (default ridge)"
@@ -361,7 +367,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=at_least(1), default=3, help="fits per training set, seeds 0..N-1 (default 3)"
     )
-    p.add_argument("--cache_dir", default=None, help="feature cache folder (default <out>/features)")
+    p.add_argument(
+        "--cache-dir", "--cache_dir", default=None, help="feature cache folder (default <out>/features)"
+    )
     return p
 
 

@@ -19,36 +19,24 @@ if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).reso
     sys.path.pop(0)
 
 import argparse
-import hashlib
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
+from tqdm.auto import tqdm
 
 from dgqa_data import __version__
-from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.errors import DgqaError, MissingInputError, at_least
 from dgqa_data.paths import check_output
-from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
+from dgqa_data.schema import NUM_CLASSES
+from dgqa_data.scores import SCORES_FILE, Scores, sha256_file
+from dgqa_data.scores import write_scores as _write  # the table lives in the data layer
 from dgqa_train.config import make_accelerator
-from dgqa_train.data import CropDataset, load_iqa_dataset
-from dgqa_train.models import WEIGHTS_NAME, IQAModel, load_model, load_official_dgqa_checkpoint
+from dgqa_train.data import CropDataset, load_iqa_dataset, make_loader, norm_tensors
+from dgqa_train.evaluate import predict_batches
+from dgqa_train.models import WEIGHTS_NAME, IQAModel, load_model
+from dgqa_train.official import load_official_dgqa_checkpoint
 
-SCORES_FILE = "scores.parquet"
-SCORES_META = "scores.json"
 OFFICIAL_SUFFIXES = (".tar", ".pth", ".pt")
-
-
-def sha256_file(path: str | Path, chunk: int = 2**20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_classifier(path: str | Path) -> tuple[IQAModel, dict[str, Any]]:
@@ -82,57 +70,6 @@ def load_classifier(path: str | Path) -> tuple[IQAModel, dict[str, Any]]:
         "backbone": model.config.backbone,
     }
     return model.eval(), identity
-
-
-@dataclass
-class Scores:
-    """Per-image averaged logits of a target set, in dataset order."""
-
-    image_ids: list[str]
-    logits: np.ndarray  # (M, 26) float32
-    meta: dict[str, Any]
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.logits.argmax(1)
-
-
-def load_scores(folder: str | Path) -> Scores:
-    """Read a folder written by :func:`score`."""
-    folder = Path(folder)
-    for name in (SCORES_FILE, SCORES_META):
-        if not (folder / name).is_file():
-            raise MissingInputError(f"{folder / name} not found: not a folder written by `dgqa score`")
-    table = pq.read_table(folder / SCORES_FILE)
-    if "logits" not in table.column_names or "image_id" not in table.column_names:
-        raise DgqaError(f"{folder / SCORES_FILE}: no image_id/logits columns; not written by `dgqa score`")
-    rows = table.column("logits").to_pylist()
-    bad = [i for i, r in enumerate(rows) if r is None or len(r) != NUM_CLASSES]
-    if bad:
-        raise DgqaError(
-            f"{folder / SCORES_FILE}: row {bad[0]} has {len(rows[bad[0]] or [])} logits, not {NUM_CLASSES} "
-            f"({len(bad)} such row(s)); scores of a {NUM_CLASSES}-way domain classifier are needed"
-        )
-    logits = np.asarray(rows, dtype=np.float32).reshape(-1, NUM_CLASSES)
-    meta = json.loads((folder / SCORES_META).read_text())
-    return Scores(table.column("image_id").to_pylist(), logits, meta)
-
-
-def _write(folder: Path, image_ids: list[str], logits: np.ndarray, meta: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    pred = logits.argmax(1)
-    table = pa.table(
-        {
-            "image_id": pa.array(image_ids, pa.string()),
-            "logits": pa.array(list(logits), pa.list_(pa.float32(), NUM_CLASSES)),
-            "predicted": pa.array(pred, pa.int16()),
-            "predicted_domain": pa.array([DISTORTION_NAMES[t] for t in pred], pa.string()),
-        }
-    )
-    tmp = folder / f".{SCORES_FILE}.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(folder / SCORES_FILE)
-    (folder / SCORES_META).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def score(
@@ -175,41 +112,15 @@ def score(
         ds = load_iqa_dataset(target, role="target")
     if len(ds) == 0:
         raise DgqaError(f"target {target} has no images")
-    mean, std = model.normalization
-    dataset = CropDataset(
-        ds, crop_size, num_crops=crops, train=False, label="distortion_type", mean=mean, std=std, seed=seed
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
-    )
-    loader = accelerator.prepare(loader)  # inference only: the model is not wrapped for DDP
-    model = model.to(accelerator.device)
-
-    from tqdm.auto import tqdm
-
-    all_logits, all_index = [], []
-    with torch.no_grad():
-        for batch in tqdm(loader, desc="scoring", disable=not accelerator.is_local_main_process):
-            x = batch["pixel_values"]
-            if x.ndim == 4:  # crops == 1
-                x = x.unsqueeze(1)
-            b, n = x.shape[:2]
-            with accelerator.autocast():
-                logits = model(x.flatten(0, 1))
-            logits = logits.float().view(b, n, -1).mean(1)
-            logits, index = accelerator.gather_for_metrics((logits, batch["index"]))
-            all_logits.append(logits.cpu())
-            all_index.append(index.cpu())
-    index = torch.cat(all_index).numpy()
-    order = np.argsort(index, kind="stable")
-    index = index[order]
-    if len(index) != len(ds) or not np.array_equal(index, np.arange(len(ds))):
-        dup = len(index) - len(np.unique(index))
-        missing = len(ds) - len(np.unique(index))
-        raise RuntimeError(
-            f"scoring gathered {len(index)} results for {len(ds)} images ({dup} duplicated, {missing} missing)"
-        )
-    logits = torch.cat(all_logits).numpy()[order].astype(np.float32)
+    dataset = CropDataset(ds, crop_size, crops, train=False, label="distortion_type", seed=seed, name=f"target {target}")
+    loader = accelerator.prepare(make_loader(dataset, batch_size, seed, False, num_workers))
+    model = model.to(accelerator.device)  # inference only: the model is not wrapped for DDP
+    mean, std = norm_tensors(model, accelerator.device)
+    bar = tqdm(loader, desc="scoring", unit="batch", disable=not accelerator.is_local_main_process)
+    index, logits, _ = predict_batches(model, bar, mean, std, accelerator)
+    if not np.array_equal(index, np.arange(len(ds))):
+        raise RuntimeError(f"scoring gathered {len(index)} results for {len(ds)} images")
+    logits = logits.astype(np.float32)
     image_ids = ds["image_id"] if "image_id" in ds.column_names else [str(i) for i in range(len(ds))]
     meta = {
         "classifier": identity,
@@ -244,12 +155,30 @@ def run(args: argparse.Namespace) -> Scores:
     )
 
 
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``dgqa score`` (also those of ``accelerate launch dgqa_train/score.py``)."""
+    p.add_argument("--classifier", required=True, help="saved classifier folder or official DGQA .pth.tar")
+    p.add_argument(
+        "--target", required=True, help="target dataset folder or Hub id, optionally '<spec>:<split>'"
+    )
+    p.add_argument("--out", required=True, help="output folder (scores.parquet + scores.json)")
+    p.add_argument("--crops", type=at_least(1), default=5, help="random crops per image (default 5)")
+    p.add_argument(
+        "--crop-size", "--crop_size", type=at_least(1), default=None, help="default: the classifier's (224)"
+    )
+    p.add_argument(
+        "--batch-size", "--batch_size", type=at_least(1), default=16, help="images per process and step"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random crops")
+    p.add_argument("--num-workers", "--num_workers", type=at_least(0), default=0, help="dataloader workers")
+    p.add_argument("--mixed-precision", "--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
+    return p
+
+
 def main(argv: list[str] | None = None) -> Scores:
     """Entry point of ``accelerate launch dgqa_train/score.py`` / ``-m dgqa_train.score``."""
-    from dgqa_train.commands import add_score_arguments
-
-    parser = add_score_arguments(
-        argparse.ArgumentParser(prog="dgqa score", description=__doc__.splitlines()[0])
+    parser = add_arguments(
+        argparse.ArgumentParser(prog="dgqa score", description=__doc__.splitlines()[0], allow_abbrev=False)
     )
     return run(parser.parse_args(argv))
 

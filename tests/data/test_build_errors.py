@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from dgqa_data.build import BuildError, build_corpus
+from dgqa_data.cli import main
 from dgqa_data.corpora.base import CorpusError
 from dgqa_data.hub_folder import HubFolderWriter
-from dgqa_train.cli import main
 from tests.fixtures.official import make_kadid10k
 
 N_DIST = 2 * 2 * 2  # refs x types x levels

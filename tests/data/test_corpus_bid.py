@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from dgqa_data.build import BuildError, build_corpus
+from dgqa_data.cli import main
 from dgqa_data.corpora.base import CorpusError
 from dgqa_data.hub_folder import read_card_metadata
 from dgqa_data.schema import COLUMNS, DISTORTION_NAMES
-from dgqa_train.cli import main
 from tests.fixtures.bid import GRADES, make_bid, write_grades
 
 NAMES = [f"DatabaseImage{n:04d}.JPG" for n, _ in GRADES]

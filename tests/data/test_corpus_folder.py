@@ -6,8 +6,8 @@ import datasets
 import pytest
 
 from dgqa_data.build import BuildError, build_corpus
+from dgqa_data.cli import main
 from dgqa_data.corpora.base import CorpusError
-from dgqa_train.cli import main
 from tests.fixtures.folder import IMAGES, make_folder
 
 ORDER = ["a.jpg", "b.PNG", "phone/c.jpeg", "phone/night/d.png", "scans/e.JPG"]

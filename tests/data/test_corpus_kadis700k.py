@@ -6,9 +6,9 @@ import datasets
 import pytest
 
 from dgqa_data.build import BuildError, build_corpus
+from dgqa_data.cli import main
 from dgqa_data.corpora.kadis700k import csv_type
 from dgqa_data.schema import DISTORTION_NAMES
-from dgqa_train.cli import main
 from tests.fixtures.kadis700k import ROWS, make_kadis700k
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from dgqa_data.build import BuildError, build_corpus
+from dgqa_data.cli import main
 from dgqa_data.corpora.base import CorpusError
 from dgqa_data.hub_folder import read_card_metadata
 from dgqa_data.schema import COLUMNS
-from dgqa_train.cli import main
 from tests.fixtures.koniq10k import ROWS, UNSCORED, make_koniq10k, mos_sd
 
 NAMES = [r[0] for r in ROWS]

@@ -10,10 +10,10 @@ import pytest
 import scipy.io
 
 from dgqa_data.build import BuildError, build_corpus
+from dgqa_data.cli import main
 from dgqa_data.corpora.base import CorpusError
 from dgqa_data.hub_folder import read_card_metadata
 from dgqa_data.schema import COLUMNS, DISTORTION_NAMES
-from dgqa_train.cli import main
 from tests.fixtures.livec import KNOWN, TEST, TRAINING, livec_scores, make_livec, write_livec_mats
 
 

@@ -6,9 +6,9 @@ import datasets
 import pytest
 
 from dgqa_data.build import BuildError, build_corpus
+from dgqa_data.cli import main
 from dgqa_data.corpora.base import CorpusError
 from dgqa_data.corpora.pipal import ELO_RANGE
-from dgqa_train.cli import main
 from tests.fixtures.pipal import CODES, REFS, make_pipal, pipal_elo
 
 

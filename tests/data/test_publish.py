@@ -1,553 +1,430 @@
-"""``dgqa publish`` against a local stand-in for the Hub endpoint.
+"""``dgqa publish`` against a stand-in for ``huggingface_hub.HfApi``.
 
-This is the only part of dgqa whose tests cannot talk to the real Hub here. The stand-in is an
-``http.server`` on 127.0.0.1 (random port) that implements just the endpoints huggingface_hub calls
-for ``create_repo``, ``list_repo_refs``, ``create_branch``, ``list_repo_tree``, ``create_commit``
-(validate-yaml, preupload, the LFS batch / PUT / verify protocol, the NDJSON commit) and
-``create_tag``, keeps the repos in memory and records every request. The publishing runs in a
-subprocess whose ``HF_ENDPOINT`` points at the stand-in (huggingface_hub reads it at import), with
-``HF_HUB_OFFLINE`` unset, a fake ``HF_TOKEN``, and Xet turned off (``HF_HUB_DISABLE_XET=1``): the
-stand-in speaks the LFS protocol only, so parquet/PNG files go up as LFS and small text files inline.
+The stand-in (:class:`FakeHub`) implements only the methods publish calls (``create_repo``,
+``list_repo_refs``, ``create_branch``, ``list_repo_tree``, ``upload_folder``, ``create_tag``), keeps
+the repos in memory and records every call with its arguments, so the tests check the exact requests.
+Its ``upload_folder`` does what the real one promises: it picks the files with huggingface_hub's own
+``filter_repo_objects`` (the ignore patterns plus the library's defaults), deletes the remote files
+matching ``delete_patterns`` except ``.gitattributes``, refuses a stale ``parent_commit`` and sends no
+commit when nothing differs. Nothing here touches the network (``HF_HUB_OFFLINE=1``, tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import base64
+import copy
 import hashlib
-import json
-import os
-import secrets
-import subprocess
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import shutil
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from types import SimpleNamespace
 
+import huggingface_hub
 import pytest
-import yaml
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.hf_api import CommitInfo, GitRefInfo, GitRefs, RepoFile
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 
+from dgqa_data import __version__
 from dgqa_data.build import build_corpus
-from dgqa_data.publish import PublishError, compare, file_oids, local_files, publish
+from dgqa_data.cli import main
+from dgqa_data.publish import PublishError, _human, local_files, publish, redact, resolve_token
 from dgqa_data.selection import paper_selection
 from dgqa_data.subsets import select_subset
 from tests.fixtures.official import make_kadid10k
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO = "dgqa/kadid10k-sel-livec"
 LFS_SUFFIXES = (".parquet", ".png")  # what the Hub's default .gitattributes sends through LFS
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
+TOKEN = "hf_fakeTOKEN0123456789abcdef"
 
 
 def git_blob(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+def http_error(cls: type, status: int, message: str) -> Exception:
+    return cls(message, response=SimpleNamespace(headers={}, request=None, status_code=status))
 
 
-class NotHandled(Exception):
-    """A request the stand-in does not implement."""
-
-
-class StandInHub:
-    """In-memory dataset repos behind the Hub's HTTP API, recording every request."""
+class FakeHub:
+    """In-memory Hub repos behind the ``HfApi`` methods publish calls; ``calls`` records each call."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.calls: list[tuple[str, tuple, dict]] = []
         self.repos: dict[str, dict] = {}
-        self.commits: dict[str, dict[str, dict]] = {}  # sha -> {path: entry}
-        self.lfs: dict[str, bytes] = {}
-        self.requests: list[dict] = []
-        self.unhandled: list[str] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.commits: dict[str, dict[str, bytes]] = {}  # oid -> {path: content}
+        self.tokens: list[str | None] = []
 
-    # -- repo state -----------------------------------------------------------------------------
-    def _commit(self, repo: dict, parent: str | None, files: dict[str, dict], summary: str) -> str:
-        sha = hashlib.sha1(
-            json.dumps([parent, summary, sorted((p, e["oid"]) for p, e in files.items())]).encode()
-        )
-        oid = sha.hexdigest()
-        self.commits[oid] = files
-        repo["log"].append(oid)
+    def __call__(self, token=None) -> FakeHub:  # stands in for the HfApi class
+        self.tokens.append(token)
+        return self
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+    def call(self, name: str) -> tuple[tuple, dict]:
+        (found,) = [(args, kw) for n, args, kw in self.calls if n == name]
+        return found
+
+    def _record(self, name: str, *args, **kwargs) -> None:
+        self.calls.append((name, args, copy.deepcopy(kwargs)))
+
+    def _repo(self, repo_id: str) -> dict:
+        if repo_id not in self.repos:
+            raise http_error(
+                RepositoryNotFoundError, 404, f"404 Client Error: Repository Not Found for {repo_id}"
+            )
+        return self.repos[repo_id]
+
+    def _commit(self, parent: str | None, files: dict[str, bytes]) -> str:
+        oid = hashlib.sha1(repr((parent, sorted(files.items()))).encode()).hexdigest()
+        self.commits[oid] = dict(files)
         return oid
 
-    def _resolve(self, repo: dict, rev: str) -> str | None:
-        if rev in repo["branches"]:
-            return repo["branches"][rev]
-        return rev if rev in self.commits else None
-
     def files_at(self, repo_id: str, rev: str = "main") -> dict[str, bytes]:
-        """Contents of every file of a repo at a revision (LFS resolved)."""
-        repo = self.repos[repo_id]
-        files = self.commits[self._resolve(repo, rev)]
-        return {p: e["content"] if e["lfs"] is None else self.lfs[e["lfs"]] for p, e in files.items()}
+        return self.commits[self.repos[repo_id]["branches"].get(rev, rev)]
 
-    # -- HTTP ------------------------------------------------------------------------------------
-    def _handler(self):
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    out = b""
-                    while True:
-                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            return out
-                        out += self.rfile.read(size)
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            def _send(self, status: int, payload, headers: dict | None = None) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _dispatch(self, method: str) -> None:
-                url = urlsplit(self.path)
-                body = self._body() if method in ("POST", "PUT") else b""
-                record = {
-                    "method": method,
-                    "path": url.path,
-                    "query": parse_qs(url.query),
-                    "auth": self.headers.get("Authorization"),
-                }
-                ctype = self.headers.get("Content-Type", "")
-                if "ndjson" in ctype:
-                    record["ndjson"] = [json.loads(line) for line in body.splitlines() if line.strip()]
-                elif "json" in ctype and body:
-                    record["json"] = json.loads(body)
-                else:
-                    record["bytes"] = len(body)
-                with hub.lock:
-                    hub.requests.append(record)
-                    try:
-                        status, payload, headers = hub.route(method, url.path, record, body)
-                    except NotHandled:
-                        status, payload, headers = 404, {"error": "not handled"}, {}
-                        hub.unhandled.append(f"{method} {url.path}")
-                    except Exception as err:  # a bug in the stand-in: fail the test loudly
-                        status, payload, headers = 500, {"error": repr(err)}, {}
-                        hub.unhandled.append(f"{method} {url.path}: {err!r}")
-                self._send(status, payload, headers)
-
-            def do_GET(self):
-                self._dispatch("GET")
-
-            def do_POST(self):
-                self._dispatch("POST")
-
-            def do_PUT(self):
-                self._dispatch("PUT")
-
-        return Handler
-
-    def route(self, method: str, path: str, rec: dict, body: bytes):
-        """(status, json payload, headers) for one request; :class:`NotHandled` if not implemented."""
-        not_found = (404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
-        if path.startswith("/__mark__/"):
-            rec["mark"] = path.rsplit("/", 1)[1]
-            return 200, {}, {}
-        if method == "POST" and path == "/api/repos/create":
-            p = rec["json"]
-            repo_id = f"{p['organization']}/{p['name']}"
-            url = f"{self.url}/datasets/{repo_id}"
-            if repo_id in self.repos:
-                return 409, {"error": "You already created this dataset repo", "url": url}, {}
-            repo = {
-                "type": p["type"],
-                "private": p.get("visibility") == "private",
-                "branches": {},
+    # -- the HfApi methods --------------------------------------------------------------------------
+    def create_repo(self, repo_id, *, repo_type=None, private=None, exist_ok=False):
+        self._record("create_repo", repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok)
+        if repo_id not in self.repos:
+            head = self._commit(None, {".gitattributes": GITATTRIBUTES})
+            self.repos[repo_id] = {
+                "type": repo_type,
+                "private": bool(private),
+                "branches": {"main": head},
                 "tags": {},
             }
-            repo["log"] = []
-            attrs = {
-                "content": GITATTRIBUTES,
-                "lfs": None,
-                "oid": git_blob(GITATTRIBUTES),
-                "size": len(GITATTRIBUTES),
-            }
-            init = {".gitattributes": attrs}
-            repo["branches"]["main"] = self._commit(repo, None, init, "initial commit")
-            self.repos[repo_id] = repo
-            return 200, {"url": url, "name": repo_id, "id": secrets.token_hex(12)}, {}
-        if method == "POST" and path == "/api/validate-yaml":
-            meta = yaml.safe_load(rec["json"]["content"].split("---")[1])
-            ok = isinstance(meta, dict) and "configs" in meta
-            return (
-                (200 if ok else 400),
-                {"errors": [] if ok else [{"message": "no configs"}], "warnings": []},
-                {},
-            )
-        if method == "PUT" and path.startswith("/__lfs/"):
-            oid = path.split("/")[2]
-            if hashlib.sha256(body).hexdigest() != oid:
-                return 400, {"error": "sha256 mismatch"}, {}
-            self.lfs[oid] = body
-            return 200, {}, {}
-        if method == "POST" and path.startswith("/__lfs/") and path.endswith("/verify"):
-            return (200 if rec["json"]["oid"] in self.lfs else 404), {}, {}
-        if (
-            method == "POST"
-            and path.startswith("/datasets/")
-            and path.endswith(".git/info/lfs/objects/batch")
-        ):
-            repo_id = path[len("/datasets/") : -len(".git/info/lfs/objects/batch")]
-            if repo_id not in self.repos:
-                return not_found
-            objects = []
-            for obj in rec["json"]["objects"]:
-                entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
-                if obj["oid"] not in self.lfs:
-                    href = f"{self.url}/__lfs/{obj['oid']}"
-                    entry["actions"] = {"upload": {"href": href}, "verify": {"href": f"{href}/verify"}}
-                objects.append(entry)
-            return 200, {"transfer": "basic", "objects": objects}, {}
 
-        parts = path.split("/")  # "", "api", "datasets", org, name, endpoint, rest...
-        if parts[:3] != ["", "api", "datasets"] or len(parts) < 6:
-            raise NotHandled(path)
-        repo_id, endpoint, rest = f"{parts[3]}/{parts[4]}", parts[5], [unquote(p) for p in parts[6:]]
-        repo = self.repos.get(repo_id)
-        if repo is None:
-            return not_found
-        if method == "GET" and endpoint == "refs":
-            ref = lambda kind, n, c: {"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c}  # noqa: E731
-            return (
-                200,
-                {
-                    "branches": [ref("heads", n, c) for n, c in repo["branches"].items()],
-                    "tags": [ref("tags", n, c) for n, c in repo["tags"].items()],
-                    "converts": [],
-                },
-                {},
-            )
-        if method == "POST" and endpoint == "branch":
-            if rest[0] in repo["branches"]:
-                return 409, {"error": "branch exists"}, {}
-            start = (rec.get("json") or {}).get("startingPoint") or "main"
-            repo["branches"][rest[0]] = self._resolve(repo, start)
-            return 200, {}, {}
-        if method == "GET" and endpoint == "tree":
-            sha = self._resolve(repo, rest[0])
-            if sha is None:
-                return 404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"}
-            out, folders = [], set()
-            for p, e in sorted(self.commits[sha].items()):
-                for i in range(1, len(p.split("/"))):
-                    folders.add("/".join(p.split("/")[:i]))
-                item = {"type": "file", "path": p, "oid": e["oid"], "size": e["size"]}
-                if e["lfs"]:
-                    pointer = lfs_pointer(e["lfs"], e["size"])
-                    item["lfs"] = {"oid": e["lfs"], "size": e["size"], "pointerSize": len(pointer)}
-                out.append(item)
-            out += [{"type": "directory", "path": f, "oid": git_blob(f.encode())} for f in sorted(folders)]
-            return 200, out, {}
-        if method == "POST" and endpoint == "preupload":
-            current = self.commits[self._resolve(repo, rest[0])]
-            files = []
-            for f in rec["json"]["files"]:
-                lfs = f["path"].endswith(LFS_SUFFIXES)
-                old = current.get(f["path"])
-                oid = None if old is None else (old["lfs"] if lfs else old["oid"])
-                mode = "lfs" if lfs else "regular"
-                files.append({"path": f["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
-            return 200, {"files": files}, {}
-        if method == "POST" and endpoint == "commit":
-            branch = rest[0]
-            lines = rec["ndjson"]
-            header = lines[0]["value"]
-            head = repo["branches"][branch]
-            if header.get("parentCommit") not in (None, head):
-                return 412, {"error": "parent commit is not the head"}, {}
-            files = dict(self.commits[head])
-            for line in lines[1:]:
-                v = line["value"]
-                if line["key"] == "file":
-                    data = base64.b64decode(v["content"])
-                    files[v["path"]] = {
-                        "content": data,
-                        "lfs": None,
-                        "oid": git_blob(data),
-                        "size": len(data),
-                    }
-                elif line["key"] == "lfsFile":
-                    if v["oid"] not in self.lfs:
-                        return 400, {"error": f"LFS object {v['oid']} was not uploaded"}, {}
-                    pointer = lfs_pointer(v["oid"], v["size"])
-                    files[v["path"]] = {
-                        "content": None,
-                        "lfs": v["oid"],
-                        "oid": git_blob(pointer),
-                        "size": v["size"],
-                    }
-                elif line["key"] == "deletedFile":
-                    del files[v["path"]]
-                else:
-                    raise NotHandled(line["key"])
-            oid = self._commit(repo, head, files, header["summary"])
-            repo["branches"][branch] = oid
-            url = f"{self.url}/datasets/{repo_id}/commit/{oid}"
-            return 200, {"commitUrl": url, "commitOid": oid, "pullRequestUrl": None}, {}
-        if method == "POST" and endpoint == "tag":
-            tag = rec["json"]["tag"]
-            if tag in repo["tags"]:
-                return 409, {"error": "tag exists"}, {}
-            repo["tags"][tag] = self._resolve(repo, rest[0])
-            return 200, {}, {}
-        raise NotHandled(path)
+    def list_repo_refs(self, repo_id, *, repo_type=None):
+        self._record("list_repo_refs", repo_id, repo_type=repo_type)
+        repo = self._repo(repo_id)
+        ref = lambda kind, n, c: GitRefInfo(name=n, ref=f"refs/{kind}/{n}", target_commit=c)  # noqa: E731
+        return GitRefs(
+            branches=[ref("heads", n, c) for n, c in repo["branches"].items()],
+            converts=[],
+            tags=[ref("tags", n, c) for n, c in repo["tags"].items()],
+        )
 
-    def steps(self) -> dict[str, list[dict]]:
-        """Recorded requests grouped by the step marker that preceded them."""
-        out: dict[str, list[dict]] = {}
-        current = None
-        for rec in self.requests:
-            if "mark" in rec:
-                current = rec["mark"]
-                out[current] = []
-            elif current is not None:
-                out[current].append(rec)
-        return out
+    def create_branch(self, repo_id, *, branch, repo_type=None, exist_ok=False):
+        self._record("create_branch", repo_id, branch=branch, repo_type=repo_type, exist_ok=exist_ok)
+        repo = self._repo(repo_id)
+        repo["branches"].setdefault(branch, repo["branches"]["main"])
 
+    def list_repo_tree(self, repo_id, *, repo_type=None, revision=None, recursive=False):
+        self._record("list_repo_tree", repo_id, repo_type=repo_type, revision=revision, recursive=recursive)
+        self._repo(repo_id)
+        for path, data in sorted(self.commits[revision].items()):
+            lfs = None
+            if path.endswith(LFS_SUFFIXES):
+                lfs = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
+            yield RepoFile(path=path, size=len(data), oid=git_blob(data), lfs=lfs)
 
-@pytest.fixture
-def hub():
-    stand_in = StandInHub()
-    stand_in.thread.start()
-    yield stand_in
-    stand_in.server.shutdown()
-    stand_in.server.server_close()
+    def upload_folder(self, **kw) -> CommitInfo:
+        self._record("upload_folder", **kw)
+        repo = self._repo(kw["repo_id"])
+        head = repo["branches"][kw.get("revision") or "main"]
+        if kw.get("parent_commit") not in (None, head):
+            raise http_error(HfHubHTTPError, 412, "412 Precondition Failed: parent commit is not the head")
+        folder = Path(kw["folder_path"])
+        found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.glob("**/*")) if p.is_file()}
+        ignore = [*kw.get("ignore_patterns", []), *DEFAULT_IGNORE_PATTERNS]
+        files = {
+            p: data
+            for p, data in self.commits[head].items()
+            if p == ".gitattributes"
+            or not list(filter_repo_objects([p], allow_patterns=kw.get("delete_patterns")))
+        }
+        files.update({p: found[p].read_bytes() for p in filter_repo_objects(found, ignore_patterns=ignore)})
+        if files != self.commits[head]:  # nothing differs: no commit, the head is returned
+            head = repo["branches"][kw.get("revision") or "main"] = self._commit(head, files)
+        prefix = "" if kw["repo_type"] == "model" else f"{kw['repo_type']}s/"
+        url = f"https://huggingface.co/{prefix}{kw['repo_id']}/commit/{head}"
+        return CommitInfo(
+            commit_url=url, commit_message=kw["commit_message"], commit_description="", oid=head
+        )
+
+    def create_tag(self, repo_id, *, tag, revision=None, tag_message=None, repo_type=None):
+        self._record(
+            "create_tag", repo_id, tag=tag, revision=revision, tag_message=tag_message, repo_type=repo_type
+        )
+        repo = self._repo(repo_id)
+        if tag in repo["tags"]:
+            raise http_error(HfHubHTTPError, 409, "409 Conflict: tag exists")
+        repo["tags"][tag] = revision
 
 
 @pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory) -> Path:
+def built_subset(tmp_path_factory) -> Path:
     """A small selected subset (parquet + PNG + README + JSON) to publish."""
     tmp = tmp_path_factory.mktemp("publish")
     root = make_kadid10k(tmp / "kadid10k-download", n_refs=1, types=(1, 3, 10), levels=(1, 2))
     build_corpus("kadid10k", root, tmp / "hub" / "dgqa" / "kadid10k", progress=False)
-    out = select_subset(tmp / "hub" / "dgqa" / "kadid10k", paper_selection("livec")).out
+    return select_subset(tmp / "hub" / "dgqa" / "kadid10k", paper_selection("livec")).out
+
+
+@pytest.fixture
+def dataset_dir(built_subset, tmp_path) -> Path:
+    """A copy of the subset the test may edit, with an extra file and hidden files that never go up."""
+    out = tmp_path / built_subset.name
+    shutil.copytree(built_subset, out)
     (out / "notes.txt").write_text("release notes\n")
+    (out / ".DS_Store").write_bytes(b"\0finder")
+    (out / "data" / ".nfs0001").write_text("stale handle")
+    (out / ".cache" / "huggingface").mkdir(parents=True)
+    (out / ".cache" / "huggingface" / "x.lock").write_text("")
     return out
 
 
-DRIVER = """
-import json, sys, traceback, urllib.request
-from pathlib import Path
-from dgqa_train.cli import main
-endpoint = sys.argv[1]
-for step in json.loads(sys.argv[2]):
-    urllib.request.urlopen(endpoint + "/__mark__/" + step["name"]).read()
-    for path, text in step.get("write", {}).items():
-        Path(path).write_text(text)
-    for path in step.get("remove", []):
-        Path(path).unlink()
-    print("=== step", step["name"], flush=True)
-    try:
-        rc = main(step["argv"])
-    except SystemExit as err:
-        rc = err.code
-    except Exception:
-        traceback.print_exc()
-        rc = "exception"
-    print("=== rc", step["name"], rc, flush=True)
-    sys.stderr.flush()
-"""
+@pytest.fixture
+def hub(monkeypatch) -> FakeHub:
+    fake = FakeHub()
+    monkeypatch.setattr(huggingface_hub, "HfApi", fake)  # publish builds its HfApi from here
+    return fake
 
 
-def run_steps(hub: StandInHub, steps: list[dict], token: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HTTP_PROXY", "HTTPS_PROXY"))}
-    env.update(
-        HF_ENDPOINT=hub.url,
-        HF_TOKEN=token,
-        HF_HOME=str(tmp_path / "hf_home"),
-        HF_HUB_DISABLE_XET="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        NO_PROXY="127.0.0.1,localhost",
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    env.pop("http_proxy", None)
-    env.pop("https_proxy", None)
-    return subprocess.run(
-        [sys.executable, "-c", DRIVER, hub.url, json.dumps(steps)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def visible(folder: Path) -> dict[str, bytes]:
+    """The folder's files that are meant to go up (not hidden), read independently of publish."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
 
 
-def step_output(stdout: str, name: str) -> tuple[str, str]:
-    """(printed text, return code) of one driver step."""
-    body = stdout.split(f"=== step {name}\n", 1)[1]
-    text, tail = body.split(f"=== rc {name} ", 1)
-    return text, tail.split("\n", 1)[0]
+def upload_request(folder: Path, parent: str, revision: str = "main") -> dict:
+    return {
+        "folder_path": str(folder),
+        "repo_id": REPO,
+        "repo_type": "dataset",
+        "revision": revision,
+        "ignore_patterns": [".*", "*/.*"],
+        "delete_patterns": "*",
+        "parent_commit": parent,
+        "commit_message": f"dgqa publish {folder.name}",
+        "commit_description": f"Uploaded with dgqa {__version__} from the folder {folder.name}.",
+    }
 
 
-def posts(reqs: list[dict]) -> list[dict]:
-    return [r for r in reqs if r["method"] != "GET"]
+def test_first_publish_is_create_repo_upload_folder_create_tag(hub, dataset_dir):
+    report = publish(dataset_dir, REPO, private=True, tag="v1.0", token=TOKEN)
 
-
-def test_publish_round_trip_against_stand_in(hub, dataset_dir, tmp_path):
-    folder = dataset_dir
-    token = "hf_fakeTOKEN" + secrets.token_hex(12)
-    repo_id = "dgqa/kadid10k-sel-livec"
-    base = ["publish", str(folder), "--repo-id", repo_id]
-    steps = [
-        {"name": "dry-new", "argv": [*base, "--dry-run", "--tag", "v1.0"]},
-        {"name": "first", "argv": [*base, "--private", "--tag", "v1.0"]},
-        {"name": "again", "argv": [*base, "--private", "--tag", "v1.0"]},
+    assert hub.tokens == [TOKEN]
+    assert hub.names() == ["create_repo", "list_repo_refs", "upload_folder", "create_tag"]
+    assert hub.call("create_repo") == ((REPO,), {"repo_type": "dataset", "private": True, "exist_ok": True})
+    initial = next(iter(hub.commits))  # the repo's first commit (.gitattributes only)
+    assert hub.call("upload_folder") == ((), upload_request(dataset_dir, parent=initial))
+    head = hub.repos[REPO]["branches"]["main"]
+    assert head != initial and report.commit == report.head == head
+    assert report.commit_url == f"https://huggingface.co/datasets/{REPO}/commit/{head}"
+    assert hub.call("create_tag") == (
+        (REPO,),
         {
-            "name": "dry-change",
-            "argv": [*base, "--dry-run"],
-            "write": {str(folder / "subset.json"): '{"edited": true}\n'},
-            "remove": [str(folder / "notes.txt")],
+            "tag": "v1.0",
+            "revision": head,
+            "tag_message": f"dgqa {__version__} release v1.0",
+            "repo_type": "dataset",
         },
-        {"name": "update", "argv": [*base, "--tag", "v1.1"]},
-        {"name": "conflict", "argv": [*base, "--tag", "v1.0"]},
-        {"name": "branch", "argv": [*base, "--revision", "dev"]},
+    )
+    assert hub.repos[REPO]["tags"] == {"v1.0": head} and hub.repos[REPO]["private"] is True
+    # what reached the (stand-in) Hub under huggingface_hub's matching: every visible file, byte-exact
+    expected = visible(dataset_dir)
+    assert {"README.md", "notes.txt", "selection.json"} <= set(expected)
+    assert hub.files_at(REPO) == {**expected, ".gitattributes": GITATTRIBUTES}
+    assert set(local_files(dataset_dir)) == set(expected)
+    assert report.tag_status == "created"
+    assert f"commit {head[:12]}: " in report.summary() and "tag v1.0: created" in report.summary()
+
+
+def test_identical_publish_sends_no_commit_and_leaves_the_tag(hub, dataset_dir):
+    first = publish(dataset_dir, REPO, tag="v1.0", token=TOKEN)
+    hub.calls.clear()
+
+    again = publish(dataset_dir, REPO, tag="v1.0", token=TOKEN)
+
+    assert hub.names() == ["create_repo", "list_repo_refs", "upload_folder"]  # no create_tag
+    assert hub.call("create_repo")[1]["private"] is None  # an existing repo's visibility is left alone
+    assert hub.call("upload_folder")[1]["parent_commit"] == first.head
+    assert again.commit is None and again.head == first.head
+    assert again.tag_status == "exists (already on this head)"
+    assert "nothing changed: no commit sent" in again.summary()
+
+
+def test_update_deletes_removed_files_and_tags_the_new_head(hub, dataset_dir):
+    first = publish(dataset_dir, REPO, tag="v1.0", token=TOKEN)
+    (dataset_dir / "selection.json").write_text('{"edited": true}\n')
+    (dataset_dir / "notes.txt").unlink()
+    hub.calls.clear()
+
+    report = publish(dataset_dir, REPO, tag="v1.1", token=TOKEN, commit_message="v1.1: fix selection")
+
+    request = upload_request(dataset_dir, parent=first.head)
+    request["commit_message"] = "v1.1: fix selection"
+    assert hub.call("upload_folder") == ((), request)
+    files = hub.files_at(REPO)
+    assert "notes.txt" not in files and files["selection.json"] == b'{"edited": true}\n'
+    assert report.commit == hub.repos[REPO]["branches"]["main"] != first.head
+    assert hub.repos[REPO]["tags"] == {"v1.0": first.head, "v1.1": report.commit}
+
+
+def test_a_tag_is_never_moved(hub, dataset_dir):
+    first = publish(dataset_dir, REPO, tag="v1.0", token=TOKEN)
+    (dataset_dir / "notes.txt").write_text("more notes\n")
+    second = publish(dataset_dir, REPO, token=TOKEN)
+    hub.calls.clear()
+
+    # the tag is on an older commit: refused before anything is sent
+    with pytest.raises(PublishError, match=f"tag v1.0 already points at {first.head[:12]}, not at the head"):
+        publish(dataset_dir, REPO, tag="v1.0", token=TOKEN)
+    assert hub.names() == ["create_repo", "list_repo_refs"]
+    assert hub.repos[REPO]["tags"] == {"v1.0": first.head}
+
+    # the tag is on the head but this publish makes a new commit: the tag stays, the error says so
+    publish(dataset_dir, REPO, tag="v2.0", token=TOKEN)
+    (dataset_dir / "notes.txt").write_text("even more notes\n")
+    with pytest.raises(PublishError, match="tags are not moved.*the upload was committed as") as err:
+        publish(dataset_dir, REPO, tag="v2.0", token=TOKEN)
+    new_head = hub.repos[REPO]["branches"]["main"]
+    assert new_head[:12] in str(err.value)
+    assert hub.repos[REPO]["tags"] == {"v1.0": first.head, "v2.0": second.head}
+    assert "create_tag" not in hub.names()[-3:]
+
+
+def test_publish_to_a_new_branch(hub, dataset_dir):
+    main_head = publish(dataset_dir, REPO, token=TOKEN).head
+    hub.calls.clear()
+
+    report = publish(dataset_dir, REPO, revision="dev", token=TOKEN)
+
+    assert hub.names() == [
+        "create_repo",
+        "list_repo_refs",
+        "create_branch",
+        "list_repo_refs",
+        "upload_folder",
     ]
-    local_before = {p: f.read_bytes() for p, f in local_files(folder).items()}
-    proc = run_steps(hub, steps, token, tmp_path)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert token not in out  # the token never appears in output or logs
-    assert not hub.unhandled, hub.unhandled
-    reqs = hub.steps()
-    api_reqs = [r for rs in reqs.values() for r in rs if r["path"].startswith(("/api/", "/datasets/"))]
-    assert all(r["auth"] == f"Bearer {token}" for r in api_reqs)
+    assert hub.call("create_branch") == ((REPO,), {"branch": "dev", "repo_type": "dataset", "exist_ok": True})
+    assert hub.call("upload_folder") == ((), upload_request(dataset_dir, parent=main_head, revision="dev"))
+    assert report.revision == "dev" and report.commit is None  # same files as main: no commit
+    assert hub.repos[REPO]["branches"] == {"main": main_head, "dev": main_head}
 
-    # dry run before the repo exists: reads only, everything "new"
-    text, rc = step_output(proc.stdout, "dry-new")
-    assert rc == "0" and "does not exist yet" in text and "tag v1.0: would create" in text
-    assert not posts(reqs["dry-new"])
 
-    # first publish: dataset repo created private, one commit with exactly the folder's files, tag
-    text, rc = step_output(proc.stdout, "first")
-    assert rc == "0", text
-    create = [r for r in reqs["first"] if r["path"] == "/api/repos/create"]
-    assert create[0]["json"] == {
-        "name": "kadid10k-sel-livec",
-        "organization": "dgqa",
-        "type": "dataset",
-        "visibility": "private",
+def test_dry_run_offline_lists_the_files_and_sizes_and_sends_nothing(hub, dataset_dir, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    assert huggingface_hub.is_offline_mode()
+
+    rc = main(["publish", str(dataset_dir), "--repo-id", REPO, "--dry-run", "--tag", "v1.0"])
+
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert hub.calls == []  # not one request, no token needed
+    lines = out.splitlines()
+    assert lines[0] == f"[dry run] {REPO} (dataset) @ main"
+    files = visible(dataset_dir)
+    listed = [line for line in lines if line.startswith("  upload ")]
+    assert listed == [f"  upload    {_human(len(files[p])):>10}  {p}" for p in sorted(files)]
+    assert not any(".DS_Store" in line or ".nfs" in line or ".cache" in line for line in lines)
+    total = _human(sum(len(b) for b in files.values()))
+    assert f"  {len(files)} local file(s), {total}; upload_folder would send only what differs" in out
+    assert "tag v1.0: would create (existing tags not checked)" in out
+    assert "note: offline (HF_HUB_OFFLINE): the Hub was not contacted" in out
+
+
+def test_dry_run_online_marks_new_changed_unchanged_deleted(hub, dataset_dir, monkeypatch):
+    first = publish(dataset_dir, REPO, tag="v1.0", token=TOKEN)
+    (dataset_dir / "selection.json").write_text('{"edited": true}\n')
+    (dataset_dir / "notes.txt").unlink()
+    (dataset_dir / "extra.md").write_text("new\n")
+    parquet = sorted(dataset_dir.glob("data/*.parquet"))[0]
+    hub.calls.clear()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    report = publish(dataset_dir, REPO, dry_run=True, token=TOKEN, tag="v1.1")
+
+    assert hub.names() == ["list_repo_refs", "list_repo_tree"]  # reads only
+    assert hub.call("list_repo_tree") == (
+        (REPO,),
+        {"repo_type": "dataset", "revision": first.head, "recursive": True},
+    )
+    status = {f.path: f.status for f in report.files}
+    assert status["selection.json"] == "changed" and status["extra.md"] == "new"
+    assert status["notes.txt"] == "deleted" and status["README.md"] == "unchanged"
+    assert status[parquet.relative_to(dataset_dir).as_posix()] == "unchanged"  # compared by LFS sha256
+    assert ".gitattributes" not in status
+    assert report.remote_checked and report.tag_status == "would create"
+    assert "1 new, 1 changed" in report.summary() and "1 deleted" in report.summary()
+
+    # an existing tag elsewhere is refused by the dry run too; a repo that does not exist is all new
+    with pytest.raises(PublishError, match="tag v1.0 already points at"):
+        publish(dataset_dir, REPO, dry_run=True, token=TOKEN, tag="v1.0")
+    other = publish(dataset_dir, "dgqa/other", dry_run=True, token=TOKEN)
+    assert not other.repo_exists and {f.status for f in other.files} == {"new"}
+    assert "the repo does not exist yet; publish would create it" in other.summary()
+    assert "create_repo" not in hub.names() and "upload_folder" not in hub.names()
+
+
+def test_hub_errors_never_show_the_token(hub, dataset_dir, monkeypatch, capsys):
+    def echo(**kw):  # a server that echoes the request headers into its error
+        raise http_error(HfHubHTTPError, 403, f"403 Forbidden: headers {{'authorization': 'Bearer {TOKEN}'}}")
+
+    monkeypatch.setattr(hub, "upload_folder", echo)
+    with pytest.raises(PublishError) as err:
+        publish(dataset_dir, REPO, token=TOKEN)
+    assert "the Hub refused the request" in str(err.value) and "Bearer ***" in str(err.value)
+    assert TOKEN not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
+
+    monkeypatch.setenv("MY_HUB_TOKEN", TOKEN)
+    rc = main(["publish", str(dataset_dir), "--repo-id", REPO, "--token-env", "MY_HUB_TOKEN"])
+    captured = capsys.readouterr()
+    assert rc == 2 and "Bearer ***" in captured.err
+    assert TOKEN not in captured.out + captured.err
+    assert hub.tokens[-1] == TOKEN  # the variable's token is the one sent
+
+
+def test_model_folder_goes_through_the_same_path(hub, tmp_path):
+    folder = tmp_path / "model"
+    (folder / "checkpoints" / "step_1").mkdir(parents=True)
+    (folder / "logs").mkdir()
+    for name in ("model.safetensors", "config.json", "README.md", "results.json", "checkpoints/step_1/x.bin"):
+        (folder / name).write_text(name)
+    (folder / "logs" / "run.txt").write_text("log")
+
+    report = publish(
+        folder, "me/model", repo_type="model", ignore_patterns=["checkpoints/*", "logs/*"], token=TOKEN
+    )
+
+    assert hub.call("create_repo")[1]["repo_type"] == "model"
+    request = hub.call("upload_folder")[1]
+    assert request["repo_type"] == "model" and request["delete_patterns"] == "*"
+    assert request["ignore_patterns"] == [".*", "*/.*", "checkpoints/*", "logs/*"]
+    assert set(hub.files_at("me/model")) == {
+        ".gitattributes",
+        "model.safetensors",
+        "config.json",
+        "README.md",
+        "results.json",
     }
-    assert hub.repos[repo_id]["private"] is True
-    commits = [r for r in reqs["first"] if r["path"].endswith("/commit/main")]
-    assert len(commits) == 1
-    ops = commits[0]["ndjson"][1:]
-    assert {op["value"]["path"] for op in ops} == set(local_before)
-    lfs_paths = {op["value"]["path"] for op in ops if op["key"] == "lfsFile"}
-    assert lfs_paths == {p for p in local_before if p.endswith((".parquet", ".png"))} and lfs_paths
-    assert [r for r in reqs["first"] if r["method"] == "PUT"]  # LFS content went up
-    first_head = hub.repos[repo_id]["log"][1]  # initial commit, then this one
-    assert commits[0]["ndjson"][0]["value"]["parentCommit"] == hub.repos[repo_id]["log"][0]
-    files = hub.files_at(repo_id, first_head)
-    assert files == {**local_before, ".gitattributes": GITATTRIBUTES}  # byte-exact
-    tag_reqs = [r for r in reqs["first"] if "/tag/" in r["path"]]
-    assert len(tag_reqs) == 1 and tag_reqs[0]["json"]["tag"] == "v1.0"
-    assert hub.repos[repo_id]["tags"]["v1.0"] == first_head
-
-    # identical publish: no commit, no upload, tag left alone
-    text, rc = step_output(proc.stdout, "again")
-    assert rc == "0" and "nothing changed: no commit sent" in text and "already on this head" in text
-    assert [r["path"] for r in posts(reqs["again"])] == ["/api/repos/create"]  # no commit, no tag
-
-    # dry run after an edit and a removal: lists changed / deleted / unchanged, sends nothing
-    text, rc = step_output(proc.stdout, "dry-change")
-    assert rc == "0"
-    assert "changed" in text and "subset.json" in text and "deleted" in text and "notes.txt" in text
-    assert "unchanged" in text and "1 changed" in text and "1 deleted" in text
-    assert not posts(reqs["dry-change"])
-
-    # update: only the changed file + the deletion, planned against the previous head
-    text, rc = step_output(proc.stdout, "update")
-    assert rc == "0", text
-    (commit,) = [r for r in reqs["update"] if r["path"].endswith("/commit/main")]
-    assert commit["ndjson"][0]["value"]["parentCommit"] == first_head
-    assert [(op["key"], op["value"]["path"]) for op in commit["ndjson"][1:]] == [
-        ("file", "subset.json"),
-        ("deletedFile", "notes.txt"),
-    ]
-    assert not [r for r in reqs["update"] if r["method"] == "PUT"]
-    assert "notes.txt" not in hub.files_at(repo_id)
-    assert len(hub.repos[repo_id]["log"]) == 3  # initial, first, update: nothing else committed
-    assert hub.repos[repo_id]["tags"]["v1.1"] == hub.repos[repo_id]["log"][2]
-
-    # a tag that already points elsewhere is an error, not moved
-    text, rc = step_output(proc.stdout, "conflict")
-    assert rc == "2" and "tag v1.0 already points at" in proc.stderr
-    assert hub.repos[repo_id]["tags"]["v1.0"] == first_head
-
-    # a new branch is created from main; nothing differs, so no commit
-    text, rc = step_output(proc.stdout, "branch")
-    assert rc == "0" and "nothing changed" in text
-    assert hub.repos[repo_id]["branches"]["dev"] == hub.repos[repo_id]["branches"]["main"]
-    assert not [r for r in reqs["branch"] if "/commit/" in r["path"]]
+    assert report.commit_url == f"https://huggingface.co/me/model/commit/{report.commit}"
 
 
-def test_file_oids_match_huggingface_hub(tmp_path):
-    from huggingface_hub.utils.sha import git_hash
-
-    f = tmp_path / "x.bin"
-    f.write_bytes(os.urandom(3000))
-    blob, sha256 = file_oids(f, chunk=1000)
-    assert blob == git_hash(f.read_bytes())
-    assert sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
-
-
-def test_compare_regular_lfs_and_stale(tmp_path):
-    from huggingface_hub.hf_api import RepoFile
-
-    (tmp_path / "a.txt").write_text("same")
-    (tmp_path / "b.parquet").write_bytes(b"new content")
-    (tmp_path / "c.txt").write_text("fresh")
-    local = {p.name: p for p in sorted(tmp_path.iterdir())}
-    remote = {
-        "a.txt": RepoFile(path="a.txt", size=4, oid=git_blob(b"same")),
-        "b.parquet": RepoFile(
-            path="b.parquet",
-            size=3,
-            oid="x",
-            lfs={"oid": hashlib.sha256(b"old").hexdigest(), "size": 3, "pointerSize": 1},
-        ),
-        "gone.txt": RepoFile(path="gone.txt", size=1, oid="y"),
-        ".gitattributes": RepoFile(path=".gitattributes", size=1, oid="z"),
-    }
-    plan = {f.path: f.status for f in compare(local, remote)}
-    assert plan == {"a.txt": "unchanged", "b.parquet": "changed", "c.txt": "new", "gone.txt": "deleted"}
-
-
-def test_publish_without_token_fails_before_any_request(dataset_dir, monkeypatch):
+def test_publish_checks_token_repo_id_and_folder_before_any_request(hub, dataset_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
 
-    class NoNetwork:
-        def __getattr__(self, name):
-            raise AssertionError(f"HfApi.{name} called")
-
     with pytest.raises(PublishError, match="no Hugging Face token"):
-        publish(dataset_dir, "dgqa/x", api=NoNetwork())
+        publish(dataset_dir, REPO)
     with pytest.raises(PublishError, match="ORG/NAME"):
-        publish(dataset_dir, "x", token="t", api=NoNetwork())
+        publish(dataset_dir, "x", token=TOKEN)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "README.md").write_text("---\nlicense: mit\n---\n# no configs\n")
+    with pytest.raises(PublishError, match="has no `configs`"):
+        publish(tmp_path / "plain", REPO, token=TOKEN)
+    with pytest.raises(PublishError, match="not a dataset folder: no README.md"):
+        publish(tmp_path, REPO, token=TOKEN)
+    assert hub.calls == [] and hub.tokens == []
 
 
 def test_token_env_names_a_variable(monkeypatch):
-    from dgqa_data.publish import redact, resolve_token
-
     monkeypatch.setenv("MY_HUB_TOKEN", "hf_secret123")
     assert resolve_token("MY_HUB_TOKEN") == "hf_secret123"
     monkeypatch.delenv("MY_HUB_TOKEN")

@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from dgqa_data.build import build_corpus
+from dgqa_data.cli import main as cli
 from dgqa_data.corpora import base
 from dgqa_data.corpora.kadid10k import KADID10K
 from dgqa_data.selection import Selection, format_table, paper_selection
@@ -26,7 +27,6 @@ from dgqa_data.subsets import (
     select_subset,
     subset_name,
 )
-from dgqa_train.cli import main as cli
 from tests.fixtures.official import make_kadid10k
 
 TYPES = (1, 2, 3, 9, 10, 17, 18, 25)  # the LIVEC selection (1, 3, 10, 17, 18, 25) + two others

@@ -7,8 +7,8 @@ import datasets
 import pytest
 
 from dgqa_data.build import build_corpus
+from dgqa_data.cli import main as cli
 from dgqa_data.synth import find_references, synthesize
-from dgqa_train.cli import main as cli
 from tests.fixtures.kadis700k import make_kadis700k
 from tests.fixtures.official import encode, reference_crops
 
@@ -104,6 +104,25 @@ def test_resume_skips_finished_shards_and_checks_the_plan(refs, tmp_path):
     assert len(load(out)) == 4 * 2
     with pytest.raises(FileExistsError):
         synthesize(refs, tmp_path / "r", **kw)
+
+
+def test_a_finalizer_killed_half_way_is_taken_over(refs, tmp_path):
+    from dgqa_data.paths import process_owner
+
+    kw = {"plan": "full", "types": [1], "levels": [1], "refs_per_shard": 2, "progress": False}
+    assert synthesize(refs, tmp_path / "r", num_shards=2, shard_index=0, **kw) is None
+    lock = tmp_path / ".r.partial" / ".finalizing"
+    lock.mkdir()
+    (lock / f"{process_owner().rsplit('-', 1)[0]}-999999999").touch()  # a finalizer that was killed
+    out = synthesize(refs, tmp_path / "r", **kw)
+    assert out == tmp_path / "r" and len(load(out)) == 4 * 2 and not (out / ".finalizing").exists()
+
+    # a live finalizer (this process) is never overtaken: the rerun leaves it alone
+    assert synthesize(refs, tmp_path / "s", num_shards=2, shard_index=0, **kw) is None
+    lock = tmp_path / ".s.partial" / ".finalizing"
+    lock.mkdir()
+    (lock / process_owner()).touch()
+    assert synthesize(refs, tmp_path / "s", **kw) is None and not (tmp_path / "s").exists()
 
 
 def test_kadis_plan_reads_the_official_csv_and_round_trips_through_the_builder(tmp_path):

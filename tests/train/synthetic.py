@@ -24,15 +24,6 @@ TRAIN_SCENES = ("astronaut", "coffee", "rocket", "immunohistochemistry")
 HELDOUT_SCENES = ("chelsea", "stereo_motorcycle")
 
 
-def get_distort() -> DistortFn | None:
-    """``dgqa_data.distortions.distort`` (the 25 KADID distortions), or None while it is unavailable."""
-    try:
-        from dgqa_data.distortions import distort
-    except ImportError:
-        return None
-    return distort
-
-
 def simple_distort(image: np.ndarray, type_id: int, level: int, seed: int = 0) -> np.ndarray:
     """A cheap stand-in with the ``distort`` signature (labels only matter, not the algorithm)."""
     from tests.fixtures.official import simple_distortion
@@ -164,20 +155,3 @@ def make_target(
 
     return write_folder(out, rows(), corpus="target", split="test")
 
-
-def small_convnext(
-    folder: str | Path, hidden_sizes: Sequence[int] = (16, 32, 64), patch_size: int = 2
-) -> str:
-    """A local transformers backbone folder (config only, random init): a small ConvNeXt whose stem
-    keeps high frequencies (patch 2), so noise, blocking and blur show at 32-48 px crops."""
-    from transformers import ConvNextConfig
-
-    config = ConvNextConfig(
-        num_channels=3,
-        patch_size=patch_size,
-        num_stages=len(hidden_sizes),
-        hidden_sizes=list(hidden_sizes),
-        depths=[1] * len(hidden_sizes),
-    )
-    config.save_pretrained(folder)
-    return str(folder)

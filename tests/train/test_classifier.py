@@ -11,21 +11,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dgqa_data.distortions import distort
 from dgqa_data.selection import select
 from dgqa_train import cli
-from dgqa_train.data import load_iqa_dataset
+from dgqa_train.checkpoints import latest_checkpoint
+from dgqa_train.data import load_iqa_dataset, split_by_reference
 from dgqa_train.models import load_model
 from dgqa_train.score import score
-from dgqa_train.train_classifier import (
-    ClassifierTrainConfig,
-    latest_checkpoint,
-    main,
-    split_by_reference,
-)
+from dgqa_train.train_classifier import ClassifierTrainConfig, main
 from tests.train.synthetic import (
     HELDOUT_SCENES,
     TRAIN_SCENES,
-    get_distort,
     make_source,
     make_target,
     scene_crops,
@@ -97,9 +93,10 @@ def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path, source) -> None:
     assert cli.main(["train-classifier", "--config", str(config), *base_args(source, tmp_path / "part")]) == 0
     ckpt = latest_checkpoint(tmp_path / "part")
     state = json.loads((ckpt / "dgqa_state.json").read_text())
-    assert (state["epoch"], state["step"], state["batches_in_epoch"]) == (1, 5, 2)  # 3 batches per epoch
+    assert (state["epoch"], state["global_step"], state["batches_in_epoch"]) == (1, 5, 2)  # 3 batches/epoch
     partial = json.loads((tmp_path / "part" / "metrics.json").read_text())
-    assert len(partial["epochs"]) == 1 and not partial["completed"]
+    assert [(e["epoch"], e["partial_epoch"]) for e in partial["epochs"]] == [(1, False), (2, True)]
+    assert not partial["completed"]
 
     resumed = main(
         base_args(source, tmp_path / "part", "--epochs", "3", "--eval_fraction", "0.25")
@@ -139,9 +136,6 @@ PLANTED_SEED = int(os.environ.get("DGQA_PLANTED_SEED", "0"))  # vary to check ro
 def test_planted_domain_recovery(tmp_path) -> None:
     """Train on a KADIS-style pool (pristine + 25 types x 3 levels of 4 photos), score a target made of
     different photos carrying 4 known distortion types, and recover those types with dgqa-vote."""
-    distort = get_distort()
-    if distort is None:
-        pytest.skip("dgqa_data.distortions.distort is not available")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: one thread is fastest, and immune to a busy machine
     try:

@@ -17,12 +17,12 @@ from PIL import Image
 from dgqa_data.build import build_corpus
 from dgqa_data.hub_folder import HubFolderWriter
 from dgqa_data.schema import base_features
+from dgqa_data.scores import write_scores as _write
 from dgqa_data.selection import select
 from dgqa_data.synth import synthesize
 from dgqa_train import cli
 from dgqa_train.models import build_model, save_model
 from dgqa_train.predict import predict_files
-from dgqa_train.score import _write
 from tests.fixtures.official import encode, make_kadid10k, reference_crops
 
 
@@ -434,7 +434,7 @@ MISTAKES = [
     ("train-classifier", ["--eval_fraction", "1.5"], "eval_fraction must be in [0, 1), got 1.5"),
     ("train-classifier", ["--features", "deep"], "features must be one of ('pooled', 'multilevel')"),
     ("train-classifier", ["--train_dataset", "{root}/nowhere"], "dataset {root}/nowhere: neither a dataset folder"),
-    ("train-classifier", ["--resume_from_checkpoint", "{root}/nock"], "{root}/nock is not a complete dgqa checkpoint"),
+    ("train-classifier", ["--resume_from_checkpoint", "{root}/nock"], "--resume_from_checkpoint {root}/nock: no such checkpoint folder"),
 ]  # fmt: skip
 
 
@@ -464,7 +464,7 @@ OTHER_MISTAKES = [
     ("hydrate", ["hydrate", "{built}", "--root", "{kadid}"], "already holds image bytes"),
     ("hydrate", ["hydrate", "{root}/nowhere", "--root", "{kadid}"], "{root}/nowhere is not a dataset folder written by dgqa"),
     ("publish", ["publish", "{built}", "--repo-id", "noslash", "--dry-run"], "--repo-id must be ORG/NAME, got 'noslash'"),
-    ("publish", ["publish", "{root}/nowhere", "--repo-id", "me/x", "--dry-run"], "{root}/nowhere is not a dataset folder"),
+    ("publish", ["publish", "{root}/nowhere", "--repo-id", "me/x", "--dry-run"], "{root}/nowhere is not a folder"),
     ("publish", ["publish", "{built}", "--repo-id", "me/x", "--token-env", "DGQA_TEST_NOT_SET"], "DGQA_TEST_NOT_SET (--token-env) is not set or empty"),
     ("select", ["select", "--paper", "mars", "--out", "{root}/s1"], "no published selection for 'mars'"),
     ("select", ["select", "--paper", "livec"], "--paper needs --out"),

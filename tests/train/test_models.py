@@ -1,4 +1,4 @@
-"""Tests for dgqa_train.models: backbones, IQAModel, save/load and the official DGQA checkpoint."""
+"""Tests for dgqa_train.backbones, .models (IQAModel, save/load) and .official (the DGQA checkpoint)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dgqa_train import models  # noqa: E402
-from dgqa_train.models import (  # noqa: E402
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    IQAModel,
-    ModelConfig,
-    build_backbone,
-    build_model,
-    list_backbones,
-    load_model,
-    load_official_dgqa_checkpoint,
-    save_model,
-)
+from dgqa_train import backbones, official  # noqa: E402
+from dgqa_train.backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone, list_backbones  # noqa: E402
+from dgqa_train.models import IQAModel, ModelConfig, build_model, load_model, save_model  # noqa: E402
+from dgqa_train.official import load_official_dgqa_checkpoint  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +50,7 @@ def test_short_names_build_without_download() -> None:
     assert list(cfg.depths) == [3, 4, 6, 3]
     assert list(cfg.hidden_sizes) == [256, 512, 1024, 2048]
     assert cfg.layer_type == "bottleneck" and cfg.downsample_in_bottleneck is False
-    vit = models.backbone_spec("vit-b16").make_config(None)  # config only: an 86M-param init is slow
+    vit = backbones.backbone_spec("vit-b16").make_config(None)  # config only: an 86M-param init is slow
     assert (vit.hidden_size, vit.num_hidden_layers, vit.patch_size, vit.image_size) == (768, 12, 16, 224)
     for name in ("tiny-resnet", "tiny-vit"):
         module, _ = build_backbone(name, pretrained=False)
@@ -82,7 +73,7 @@ def test_short_name_pretrained_uses_hub_id_and_its_normalization(monkeypatch: py
         calls.append((source, name, config_override))
         return build_backbone("tiny-resnet", pretrained=False)
 
-    monkeypatch.setattr(models, "_from_pretrained", fake_from_pretrained)
+    monkeypatch.setattr(backbones, "_from_pretrained", fake_from_pretrained)
     vit = build_model("vit-b16", crop_size=384)
     assert calls[-1][0] == "google/vit-base-patch16-224"
     assert calls[-1][2].image_size == 224  # checkpoint size kept; 384 crops use interpolate_pos_encoding
@@ -250,7 +241,7 @@ def test_efficientnet_lite0_bundled_weights() -> None:
 
     backbone, dim = build_backbone("efficientnet-lite0", pretrained=True)
     assert dim == 1280
-    packaged = torch.load(models.efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    packaged = torch.load(backbones.efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
     state = backbone.model.state_dict()
     assert set(state) == set(packaged) - {"_fc.weight", "_fc.bias"}  # classifier dropped
     for key, value in state.items():
@@ -388,7 +379,7 @@ def test_official_key_map_is_exact(official_reference) -> None:
     for key in _OFFICIAL_SAMPLE_KEYS:
         assert key in state
     assert state["classify.weight"].shape == (26, 2048) and state["classify.bias"].shape == (26,)
-    mapping = models.official_resnet50_key_map()
+    mapping = official.official_resnet50_key_map()
     assert set(mapping) == set(state) - {"fc.weight", "fc.bias"}  # every official key used exactly once
     assert len(set(mapping.values())) == len(mapping)
 
@@ -433,7 +424,7 @@ def test_load_official_checkpoint(tmp_path, official_reference) -> None:
     cfg = ResNetConfig(
         hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3], downsample_in_bottleneck=True
     )
-    wrong = IQAModel(models.backbone_from_hf_config(cfg), 2048, model.config).eval()
+    wrong = IQAModel(backbones.backbone_from_hf_config(cfg), 2048, model.config).eval()
     wrong.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert not torch.allclose(wrong(x), ref_logits, rtol=1e-3, atol=1e-3 * float(ref_logits.abs().max()))

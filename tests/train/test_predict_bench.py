@@ -128,28 +128,52 @@ def test_bench_runs_the_grid_once_and_writes_the_leaderboard(kadid, tmp_path, ca
 
 def test_push_to_hub_uploads_the_model_folder_without_checkpoints(model_dir, monkeypatch):
     import huggingface_hub
+    from huggingface_hub.hf_api import CommitInfo, GitRefInfo, GitRefs
 
+    from dgqa_data import __version__
     from dgqa_train.model_card import push_to_hub
 
     calls = []
+    url = "https://huggingface.co/me/model/commit/abc"
 
-    class FakeApi:
+    class FakeApi:  # the HfApi methods the shared publish path calls for a model repo
         def __init__(self, token=None):
             calls.append(("init", token))
 
         def create_repo(self, repo_id, **kw):
             calls.append(("create_repo", repo_id, kw))
 
+        def list_repo_refs(self, repo_id, **kw):
+            calls.append(("list_repo_refs", repo_id, kw))
+            return GitRefs(
+                branches=[GitRefInfo(name="main", ref="refs/heads/main", target_commit="0ld")],
+                converts=[],
+                tags=[],
+            )
+
         def upload_folder(self, **kw):
             calls.append(("upload_folder", kw))
-            return "https://huggingface.co/me/model/commit/abc"
+            return CommitInfo(
+                commit_url=url, commit_message=kw["commit_message"], commit_description="", oid="abc"
+            )
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    assert push_to_hub(model_dir, "me/model", private=True).endswith("abc")
-    (_, repo_id, create_kw), (_, upload) = calls[1], calls[2]
-    assert repo_id == "me/model" and create_kw == {"repo_type": "model", "private": True, "exist_ok": True}
-    assert upload["folder_path"] == str(model_dir) and upload["repo_id"] == "me/model"
-    assert "checkpoints/*" in upload["ignore_patterns"]
+    assert push_to_hub(model_dir, "me/model", private=True, token="hf_x") == url
+    assert [c[0] for c in calls] == ["init", "create_repo", "list_repo_refs", "upload_folder"]
+    assert calls[0] == ("init", "hf_x")
+    assert calls[1] == ("create_repo", "me/model", {"repo_type": "model", "private": True, "exist_ok": True})
+    assert calls[2] == ("list_repo_refs", "me/model", {"repo_type": "model"})
+    assert calls[3][1] == {
+        "folder_path": str(model_dir),
+        "repo_id": "me/model",
+        "repo_type": "model",
+        "revision": "main",
+        "ignore_patterns": [".*", "*/.*", "checkpoints/*", "logs/*", "*.tmp"],
+        "delete_patterns": "*",
+        "parent_commit": "0ld",
+        "commit_message": "Upload dgqa quality regressor",
+        "commit_description": f"Uploaded with dgqa {__version__} from the folder {model_dir.name}.",
+    }
     assert {"model.safetensors", "config.json", "README.md", "results.json"} <= {
         p.name for p in model_dir.iterdir()
     }

@@ -1,4 +1,4 @@
-"""Scoring (1 and 2 processes, official checkpoint) and the ``dgqa select`` command."""
+"""Scoring (1 and 2 processes, official checkpoint); ``dgqa select`` is tested in tests/data/test_select_cli.py."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dgqa_data.selection import PAPER_SELECTIONS, Selection, select
-from dgqa_train import cli
-from dgqa_train.data import CropDataset, load_iqa_dataset
-from dgqa_train.models import build_model, official_resnet50_key_map, save_model
-from dgqa_train.score import _write, load_classifier, load_scores, score, sha256_file
+from dgqa_data.scores import load_scores, sha256_file
+from dgqa_train.data import CropDataset, load_iqa_dataset, norm_tensors, to_model_input
+from dgqa_train.models import build_model, save_model
+from dgqa_train.official import official_resnet50_key_map
+from dgqa_train.score import load_classifier, score
 from tests.train.synthetic import HELDOUT_SCENES, make_target, scene_crops
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,7 +81,10 @@ def test_score_averages_crop_logits(tmp_path, tiny_classifier, target7) -> None:
     model, identity = load_classifier(tiny_classifier)
     crops = CropDataset(ds, CROP, num_crops=5, train=False, label="distortion_type", seed=4)
     with torch.no_grad():
-        expected = torch.stack([model(crops[i]["pixel_values"]).mean(0) for i in range(len(ds))]).numpy()
+        norm = norm_tensors(model, torch.device("cpu"))
+        expected = torch.stack(
+            [model(to_model_input(crops[i]["pixel_values"], *norm)).mean(0) for i in range(len(ds))]
+        ).numpy()
     np.testing.assert_allclose(result.logits, expected, rtol=1e-5, atol=1e-5)
 
     saved = load_scores(tmp_path / "s")
@@ -132,7 +135,8 @@ def test_score_official_checkpoint(tmp_path, target7) -> None:
     ds = load_iqa_dataset(str(target7))
     crops = CropDataset(ds, 64, num_crops=1, train=False, label="distortion_type", seed=0)
     with torch.no_grad():
-        expected = model(torch.stack([crops[i]["pixel_values"] for i in range(len(ds))])).numpy()
+        x = torch.stack([crops[i]["pixel_values"] for i in range(len(ds))])
+        expected = model(to_model_input(x, *norm_tensors(model, torch.device("cpu")))).numpy()
     np.testing.assert_allclose(result.logits, expected, rtol=1e-4, atol=1e-4)
     assert result.meta["classifier"]["format"] == "official-dgqa"
     assert result.meta["classifier"]["sha256"] == sha256_file(path)
@@ -144,51 +148,3 @@ def test_regressor_is_not_a_classifier(tmp_path) -> None:
         load_classifier(tmp_path / "reg")
     with pytest.raises(FileNotFoundError):
         load_classifier(tmp_path / "missing")
-
-
-def test_select_cli_equals_pure_function(tmp_path, capsys) -> None:
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(50, 26)).astype(np.float32)
-    logits[:, [1, 10, 17]] += 1.5  # a few clearly favoured domains
-    identity = {"path": "/x/cls", "sha256": "ab" * 32, "format": "dgqa", "backbone": "tiny-resnet"}
-    ids = [f"img{i:03d}.png" for i in range(50)]
-    _write(tmp_path / "s", ids, logits, {"classifier": identity, "target": "livec", "crops": 5, "seed": 0})
-    assert (
-        cli.main(
-            ["select", "--scores", str(tmp_path / "s"), "--rule", "dgqa-vote", "--out", str(tmp_path / "r")]
-        )
-        == 0
-    )
-    expected = select(logits, "dgqa-vote", target="livec", classifier=identity)
-    got = Selection.load(tmp_path / "r" / "selection.json")
-    assert got.selected == expected.selected and {1, 10, 17} <= set(got.selected)
-    assert got.classifier == identity and got.target == "livec" and got.num_images == 50
-    table = pq.read_table(tmp_path / "r" / "selection.parquet").to_pylist()
-    assert [r["selected"] for r in table] == [r["selected"] for r in expected.table]
-    np.testing.assert_allclose([r["vote_share"] for r in table], [r["vote_share"] for r in expected.table])
-    csv_lines = (tmp_path / "r" / "selection.csv").read_text().splitlines()
-    assert len(csv_lines) == 27 and "vote_share" in csv_lines[0]
-    assert (tmp_path / "r" / "similarity.png").stat().st_size > 1000
-    out = capsys.readouterr().out
-    assert "| 17 | darken |" in out and f"selected {len(expected.selected)} domain(s)" in out
-
-    # other rules and options pass through to the pure function
-    for rule, extra in (("top-k", ["--k", "3"]), ("mean-prob", ["--threshold", "0.05"])):
-        cli.main(["select", "--scores", str(tmp_path / "s"), "--rule", rule, *extra])
-        got = Selection.load(tmp_path / "s" / "selection.json")
-        kw = {"k": 3} if rule == "top-k" else {"threshold": 0.05}
-        assert got.selected == select(logits, rule, **kw).selected and got.rule == rule
-
-
-@pytest.mark.parametrize("target", sorted(PAPER_SELECTIONS))
-def test_select_paper_cli(tmp_path, target) -> None:
-    assert cli.main(["select", "--paper", target, "--out", str(tmp_path)]) == 0
-    got = Selection.load(tmp_path / "selection.json")
-    assert got.selected == list(PAPER_SELECTIONS[target]) and got.source == "paper"
-    assert (tmp_path / "selection.csv").is_file() and (tmp_path / "similarity.png").is_file()
-
-
-def test_select_errors(tmp_path, capsys) -> None:
-    assert cli.main(["select", "--paper", "nope", "--out", str(tmp_path)]) == 2
-    assert cli.main(["select", "--scores", str(tmp_path / "absent")]) == 2
-    assert "scores.parquet" in capsys.readouterr().err

@@ -9,16 +9,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from dgqa_data.build import build_corpus
 from dgqa_train.config import parse_config
-from dgqa_train.data import CropDataset, load_iqa_dataset
-from dgqa_train.evaluate import json_safe, predict_batches, score_metrics, to_model_input
+from dgqa_train.data import (
+    CropDataset,
+    decode_rgb,
+    load_iqa_dataset,
+    make_loader,
+    norm_tensors,
+    random_crops,
+    to_model_input,
+)
+from dgqa_train.evaluate import json_safe, predict_batches, score_metrics
 from dgqa_train.models import build_model, load_model, save_model
-from dgqa_train.train import TrainConfig, UInt8Crops, make_loader, norm_tensors, train
+from dgqa_train.train import TrainConfig, train
 from tests.fixtures.official import make_kadid10k
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +84,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(trained, kadid):
     assert model.task == "regress" and model.config.extra["dgqa_train"]["train_dataset"] == kadid
     # the last in-training evaluation is the evaluation of the saved model (same test crops every epoch)
     mean, std = norm_tensors(model, torch.device("cpu"))
-    loader = make_loader(UInt8Crops(load_iqa_dataset(kadid), 32, 3, train=False, seed=123), 4, 123, False, 0)
+    loader = make_loader(CropDataset(load_iqa_dataset(kadid), 32, 3, train=False, seed=123), 4, 123, False, 0)
     _, pred, label = predict_batches(model, loader, mean, std)
     assert json_safe(score_metrics(pred, label)) == last["metrics"][kadid]
     card = (out / "README.md").read_text()
@@ -83,16 +92,23 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(trained, kadid):
     assert strict_json(out / "train_config.json")["lr_head"] == 5e-2
 
 
-def test_uint8_crops_match_crop_dataset(kadid):
+def test_crops_are_a_function_of_seed_epoch_and_row(kadid):
     ds = load_iqa_dataset(kadid)
-    ref = CropDataset(ds, 32, 3, train=True, seed=7)
-    ref.set_epoch(2)
-    ours = UInt8Crops(ds, 32, 3, train=True, seed=7)
-    mean, std = ref.mean, ref.std
+    crops = CropDataset(ds, 32, 3, train=True, seed=7)
     for i in (0, 14):
-        a, b = ref[i], ours[(2, i)]
-        assert torch.equal(to_model_input(b["pixel_values"], mean, std), a["pixel_values"])
-        assert torch.equal(a["labels"], b["labels"]) and int(b["index"]) == i
+        item = crops[(2, i)]
+        want = random_crops(decode_rgb(ds[i]["image"]), 32, 3, np.random.default_rng((7, 2, i)), flip=True)
+        assert item["pixel_values"].dtype == torch.uint8 and item["pixel_values"].shape == (3, 3, 32, 32)
+        assert torch.equal(item["pixel_values"], torch.from_numpy(want).permute(0, 3, 1, 2))
+        assert torch.equal(crops[(2, i)]["pixel_values"], item["pixel_values"])  # same key, same crops
+        assert not torch.equal(crops[(3, i)]["pixel_values"], item["pixel_values"])  # next epoch: new ones
+        assert float(item["labels"]) == pytest.approx(ds[i]["quality"]) and int(item["index"]) == i
+    # the one normalisation: (x / 255 - mean) / std on uint8; cached float features pass through
+    mean, std = torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1), torch.tensor([0.2, 0.25, 0.5]).view(3, 1, 1)
+    x = crops[(0, 0)]["pixel_values"]
+    assert torch.allclose(to_model_input(x, mean, std), (x.float() / 255 - mean) / std)
+    feats = torch.randn(4, 8)
+    assert to_model_input(feats, mean, std) is feats
 
 
 def free_port() -> int:
@@ -141,7 +157,8 @@ def test_resume_reproduces_a_straight_run(kadid, tmp_path):
     (torn / "model.safetensors").write_bytes(b"\x00" * 10)
     resumed = run(kadid, tmp_path / "b", "--epochs", "2", "--resume_from_checkpoint", "latest", *lr)
     # stop mid-epoch (15 images / batch 4 = 4 steps per epoch), resume from the step checkpoint
-    run(kadid, tmp_path / "c", "--epochs", "2", "--max_steps", "3", *lr)
+    stopped = run(kadid, tmp_path / "c", "--epochs", "2", "--max_steps", "3", *lr)
+    assert [(h["epoch"], h["step"], h["partial_epoch"]) for h in stopped["history"]] == [(1, 3, True)]
     mid = run(kadid, tmp_path / "c", "--epochs", "2", "--resume_from_checkpoint", "latest", *lr)
 
     weights = load_file(tmp_path / "a" / "model.safetensors")
@@ -151,7 +168,10 @@ def test_resume_reproduces_a_straight_run(kadid, tmp_path):
     assert straight["last_epoch"] == resumed["last_epoch"] == mid["last_epoch"]
     assert straight["history"][0]["train_loss"] == resumed["history"][0]["train_loss"]
     assert resumed["history"][-1]["step"] == straight["history"][-1]["step"] == 8
-    assert mid["history"][0]["partial_epoch"] and mid["history"][0]["step"] == 3
+    # the resumed run finished the stopped epoch: its record replaces the partial one, with the exact loss
+    assert [(h["epoch"], h["partial_epoch"]) for h in mid["history"]] == [(1, False), (2, False)]
+    assert mid["history"][0]["train_loss"] == straight["history"][0]["train_loss"]
+    assert mid["history"][0]["train_images"] == straight["history"][0]["train_images"] == 15
 
 
 def test_constant_predictions_give_null_metrics_not_a_crash(kadid, tmp_path):
