@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import inspect
@@ -26,6 +27,7 @@ from dgqa_data.hub_folder import HubFolderWriter
 from dgqa_data.imagecheck import check_image_bytes
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
+from dgqa_data.splits import SPLITS_CONFIG, TABLE_CSV, TABLE_PARQUET, SplitRow, build_table
 from dgqa_data.workers import exit_with_parent, quiet_broken_pool_race
 
 
@@ -46,7 +48,9 @@ class BuildReport:
         return sum(self.counts.values())
 
 
-def _read(path: str, full: bool = False) -> tuple[bytes | None, str | None]:
+def _read(
+    path: str, full: bool = False, transform: Callable[[bytes], bytes] | None = None
+) -> tuple[bytes | None, str | None]:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -54,7 +58,12 @@ def _read(path: str, full: bool = False) -> tuple[bytes | None, str | None]:
     except OSError as err:
         return None, f"cannot read image: {err}"
     reason = check_image_bytes(data, full=full)
-    return (None, reason) if reason else (data, None)
+    if reason or transform is None:
+        return (None, reason) if reason else (data, None)
+    try:
+        return transform(data), None
+    except (OSError, ValueError) as err:
+        return None, f"cannot transform image: {err}"
 
 
 def build_corpus(
@@ -95,6 +104,11 @@ def build_corpus(
         raise CorpusError(f"corpus root {root} does not exist or is not a folder")
     check_output(out, {"corpus root": root})
     _check_options(corpus, options)
+    if index_only and corpus.transform is not None:
+        raise CorpusError(
+            f"{corpus.name}: --index-only stores the shipped files, but these options change the images "
+            f"({', '.join(f'{k}={v}' for k, v in options.items())}): build with one or the other"
+        )
     # Pass 1, metadata only: every bad row and duplicate is known before an image is read, and
     # nothing but the names is kept, so memory stays flat in the corpus size (700k rows for KADIS).
     skipped: list[Skip] = []
@@ -126,11 +140,13 @@ def build_corpus(
     items, ahead = itertools.tee(_unique_items(corpus.rows(root, **options), corpus))
 
     features = corpus.features(index_only)
+    # the published splits (splits.csv) cover the scored corpora's default config
+    split_rows: list[SplitRow] | None = [] if corpus.score_range is not None else None
     writer = HubFolderWriter(
         out, features, overwrite=overwrite, compress_images=corpus.image_format in ("bmp", "mixed")
     )
     with writer:
-        read = partial(_read, full=verify == "full")
+        read = partial(_read, full=verify == "full", transform=corpus.transform)
         paths = (str(it.path) for it in ahead)
         if num_proc > 1:
             quiet_broken_pool_race()
@@ -161,11 +177,19 @@ def build_corpus(
                 else:
                     row["image"] = {"bytes": data, "path": row["image_id"]}
                 writer.add(row, item.split, item.config)
+                if split_rows is not None and item.config == "default":
+                    ids = (row["image_id"], row.get("reference_id"))
+                    scores = (row.get("mos"), row.get("mos_std"))
+                    split_rows.append(SplitRow(*ids, *scores, item.split, row.get("corpus")))
         finally:
             pool.shutdown(cancel_futures=True)
         counts = dict(writer.counts)
-        card = corpus_card(corpus, writer.parts(), counts, skipped, type_counts, index_only)
-        extra = {"skipped.csv": skipped_csv(skipped)} if skipped else {}
+        extra: dict[str, str | bytes | Path] = {"skipped.csv": skipped_csv(skipped)} if skipped else {}
+        splits = None
+        if split_rows:
+            table, splits = build_table(split_rows)
+            extra[TABLE_CSV], extra[TABLE_PARQUET] = table.to_csv(), table.to_parquet()
+        card = corpus_card(corpus, writer.parts(), counts, skipped, type_counts, index_only, splits)
         writer.finish(card, extra)
     return BuildReport(Path(out), counts, skipped)
 
@@ -247,8 +271,10 @@ def corpus_card(
     skipped: list[Skip],
     type_counts: Counter,
     index_only: bool,
+    splits: dict[str, Any] | None = None,
 ) -> str:
-    """The README.md of a built corpus."""
+    """The README.md of a built corpus; ``splits`` is the summary of its ``splits.csv``
+    (:func:`dgqa_data.splits.build_table`), which adds the ``splits`` config."""
     meta = card_metadata(
         pretty_name=corpus.pretty_name,
         license=corpus.license,
@@ -256,6 +282,8 @@ def corpus_card(
         num_rows=sum(counts.values()),
         tags=[corpus.name],
     )
+    if splits is not None:
+        meta["configs"].append(copy.deepcopy(SPLITS_CONFIG))
     types = [
         {"id": t, "name": DISTORTION_NAMES[t] if t >= 0 else "authentic / unknown", "count": n}
         for t, n in sorted(type_counts.items())
@@ -269,5 +297,6 @@ def corpus_card(
         skipped=skipped,
         type_counts=types,
         index_only=index_only,
+        splits=splits,
         version=__version__,
     )

@@ -1,4 +1,4 @@
-"""``python -m dgqa_data``: the data verbs (build, synth, select, subset, hydrate, publish), torch-free.
+"""``python -m dgqa_data``: the data verbs (build, synth, select, subset, hydrate, publish, splits), torch-free.
 
 The parser knows every verb's name and help line only; a verb's module (its flags and its code) is
 imported when that verb is on the command line, so ``--help`` and ``--version`` start at once.

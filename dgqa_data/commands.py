@@ -37,9 +37,17 @@ class Verb:
     passthrough: bool = False
 
 
+#: The registered corpora (``dgqa_data.corpora.list_corpora()``; spelled out so that ``--help`` stays
+#: fast: a test keeps the two equal).
+CORPUS_NAMES = (
+    "agiqa3k", "bid", "csiq", "folder", "kadid10k", "kadis700k", "koniq10k", "live", "livec", "pipal",
+    "spaq", "tid2013",
+)  # fmt: skip
+
+
 def build_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``build``."""
-    p.add_argument("name", help="corpus name (kadid10k, kadis700k, livec, koniq10k, bid, pipal, folder)")
+    p.add_argument("name", help=f"corpus name ({', '.join(CORPUS_NAMES)})")
     p.add_argument("--root", required=True, help="the unzipped official download")
     p.add_argument("--out", required=True, help="dataset folder to write, e.g. hub/dgqa/kadid10k")
     p.add_argument(
@@ -345,6 +353,7 @@ VERBS: tuple[Verb, ...] = (
         add="hydrate_arguments",
         run="run_hydrate",
     ),
+    Verb("splits", "export or import a dataset's published train/test splits (CSV)", "dgqa_data.splits"),
     Verb(
         "publish",
         "upload a dataset folder to the Hugging Face Hub (only what changed)",

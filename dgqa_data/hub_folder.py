@@ -87,6 +87,36 @@ def dataset_info_yaml(
     return infos
 
 
+def parquet_config_info(folder: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``dataset_info`` of a card config whose data files are parquet files in ``folder``
+    (features from their schema, rows and bytes from their metadata); None when a file is missing
+    or not parquet."""
+    items = entry.get("data_files") or []
+    items = [items] if isinstance(items, (str, dict)) else items
+    sizes: dict[tuple[str, str], tuple[int, int]] = {}
+    download: dict[tuple[str, str], int] = {}
+    schema = None
+    for item in items:
+        split, patterns = (
+            (item.get("split", "train"), item.get("path")) if isinstance(item, dict) else ("train", item)
+        )
+        patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
+        files = sorted({f for pattern in patterns for f in folder.glob(pattern)})
+        if not files or any(f.suffix != ".parquet" or not f.is_file() for f in files):
+            return None
+        metas = [pq.read_metadata(f) for f in files]
+        schema = schema or metas[0].schema.to_arrow_schema()
+        key = (entry["config_name"], split)
+        sizes[key] = (
+            sum(m.num_rows for m in metas),
+            sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)),
+        )
+        download[key] = sum(f.stat().st_size for f in files)
+    if schema is None:
+        return None
+    return dataset_info_yaml(datasets.Features.from_arrow_schema(schema), sizes, download)[0]
+
+
 def recover_interrupted(out: Path) -> list[str]:
     """Clean up after runs that were killed while writing ``out``; returns what was done.
 
@@ -214,7 +244,6 @@ class HubFolderWriter:
             n = len(files)
             for i, part in enumerate(files):
                 part.rename(part.with_name(f"{key[1]}-{i:05d}-of-{n:05d}.parquet"))
-        (self.tmp / "README.md").write_text(self._with_dataset_info(card), encoding="utf-8")
         for name, content in (extra_files or {}).items():
             dest = self.tmp / name
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +253,8 @@ class HubFolderWriter:
                 dest.write_bytes(content)
             else:
                 dest.write_text(content, encoding="utf-8")
+        # after the extra files: a card config may name one of them (the ``splits`` table)
+        (self.tmp / "README.md").write_text(self._with_dataset_info(card), encoding="utf-8")
         if self.out.exists() and not self.overwrite:
             # another run finished into the same folder while this one was writing: keep theirs
             self.abort()
@@ -261,7 +292,15 @@ class HubFolderWriter:
         meta, body = parse_card(card)
         if not meta:
             return card
-        meta.setdefault("dataset_info", self.dataset_info())
+        if "dataset_info" not in meta:
+            infos = self.dataset_info()
+            written = {c for c, _ in self.counts}
+            for entry in meta.get("configs") or []:  # e.g. ``splits``: a parquet file among the extras
+                if entry.get("config_name") not in written:
+                    info = parquet_config_info(self.tmp, entry)
+                    if info is not None:
+                        infos.append(info)
+            meta["dataset_info"] = infos
         return render_card(meta, body)
 
     def abort(self) -> None:

@@ -572,10 +572,11 @@ def hydrate(
     resolve = _Resolver(root)
     problems: list[str] = []
     writer = HubFolderWriter(target, features, overwrite=overwrite or out is None)
-    total = sum(pq.ParquetFile(f).metadata.num_rows for files in src.parts.values() for f in files)
+    parts = {k: v for k, v in src.parts.items() if k[0] != "splits"}  # the image-less table: an extra file
+    total = sum(pq.ParquetFile(f).metadata.num_rows for files in parts.values() for f in files)
     bar = tqdm(total=total, desc="hydrating", unit="img", disable=not progress)
     with writer, bar:
-        for (config, split), files in src.parts.items():
+        for (config, split), files in parts.items():
             for f in files:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS):
                     bar.update(batch.num_rows)

@@ -1,9 +1,17 @@
-"""Backbone benchmark: a grid of regressor runs (backbone x train set x seed, each evaluated on every
-eval set) and a leaderboard of last-epoch SRCC/PLCC, median and spread over seeds.
+"""Backbone benchmark: a grid of regressor runs (backbone x train set x seed [x split], each evaluated
+on every eval set) and a leaderboard of last-epoch SRCC/PLCC, median and spread over seeds and splits.
 
 ``dgqa bench --backbones tiny-resnet,resnet50 --train hub/dgqa/kadid10k --eval hub/dgqa/livec:test
 --seeds 3 --out bench/``. Each cell trains into ``OUT/runs/<backbone>/<train>/seed<k>``; a rerun skips
 every cell whose ``results.json`` is finished and carries the cell's config hash.
+
+Published splits (:mod:`dgqa_data.splits`): ``PATH:split-*`` stands for the seeded splits
+``PATH:split-00`` .. ``PATH:split-09`` (``--splits N``: the first N). A ``split-*`` train set makes one
+cell per split ``k`` (trained on split k's train part); in such a cell a ``split-*`` eval set is
+evaluated on its split ``k`` (its test part: with the same dataset, the in-dataset protocol), and in
+a cell of a plain train set on each of its N test parts (cross-dataset). The leaderboard reports the
+median, min, max and IQR over all (seed, split) runs, and says in ``protocol`` which split each
+number uses.
 """
 
 from __future__ import annotations
@@ -17,36 +25,54 @@ import shlex
 import subprocess
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from dgqa_data.errors import at_least
+from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.paths import check_output
+from dgqa_data.splits import NUM_SPLITS
 from dgqa_train.config import parse_config
 from dgqa_train.train import RESULTS_NAME, TrainConfig, config_hash
 
 logger = logging.getLogger(__name__)
 
 LEADERBOARD_COLUMNS = (
-    "backbone", "train", "eval", "seeds",
+    "backbone", "train", "eval", "protocol", "seeds", "splits", "runs",
     "srcc_median", "srcc_min", "srcc_max", "srcc_iqr",
     "plcc_median", "plcc_min", "plcc_max", "plcc_iqr",
 )  # fmt: skip
 
+_STAR = re.compile(r"split-\*(-(?:train|val|test))?")
+_SEEDED = re.compile(r"split-(\*|\d{1,2})(?:-(train|val|validation|test))?")
+
 
 @dataclass
 class Cell:
-    """One training run of the grid."""
+    """One training run of the grid.
+
+    Attributes:
+        backbone: the backbone.
+        train: the training dataset spec of this run (``PATH:split-03`` for split 3 of ``PATH:split-*``).
+        seed: the seed.
+        output_dir: where the run writes.
+        argv: the ``dgqa train`` flags.
+        split: the split index of a ``split-*`` train set, else None.
+        group: the train spec as given (``PATH:split-*``); None = ``train``.
+        eval_map: eval spec as given -> the specs this run evaluates for it.
+    """
 
     backbone: str
     train: str
     seed: int
     output_dir: Path
     argv: list[str]
+    split: int | None = None
+    group: str | None = None
+    eval_map: dict[str, list[str]] = field(default_factory=dict)
 
 
 def slug(spec: str) -> str:
@@ -56,6 +82,45 @@ def slug(spec: str) -> str:
     return f"{name}-{zlib.crc32(spec.encode()):08x}"[:80]
 
 
+def split_of(spec: str) -> tuple[str, str | None]:
+    """``(path, split)`` of a dataset spec, parsed as :func:`dgqa_train.data.load_iqa_dataset` does."""
+    if not Path(spec).exists() and ":" in spec:
+        path, split = spec.rsplit(":", 1)
+        return path, split
+    return spec, None
+
+
+def is_all_splits(spec: str) -> bool:
+    """Whether ``spec`` is ``PATH:split-*`` (optionally ``-train`` / ``-test``)."""
+    split = split_of(spec)[1]
+    if split is not None and "*" in split and not _STAR.fullmatch(split):
+        raise DgqaError(f"{spec}: '*' only stands for the split number, as in {split_of(spec)[0]}:split-*")
+    return split is not None and _STAR.fullmatch(split) is not None
+
+
+def with_split(spec: str, k: int) -> str:
+    """``PATH:split-*`` -> ``PATH:split-03`` for ``k`` = 3 (other specs unchanged)."""
+    if not is_all_splits(spec):
+        return spec
+    path, split = split_of(spec)
+    return f"{path}:{split.replace('*', f'{k:02d}', 1)}"
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    pa, pb = split_of(a)[0], split_of(b)[0]
+    if Path(pa).exists() and Path(pb).exists():
+        return Path(pa).resolve() == Path(pb).resolve()
+    return pa == pb
+
+
+def eval_specs(spec: str, k: int | None, n_splits: int) -> list[str]:
+    """What a cell of split ``k`` (None: a plain train set) evaluates for the eval spec ``spec``:
+    ``PATH:split-*`` is its split ``k``, or each of its ``n_splits`` splits; other specs are as given."""
+    if not is_all_splits(spec):
+        return [spec]
+    return [with_split(spec, k)] if k is not None else [with_split(spec, j) for j in range(n_splits)]
+
+
 def make_cells(
     backbones: list[str],
     trains: list[str],
@@ -63,20 +128,30 @@ def make_cells(
     seeds: list[int],
     out: Path,
     train_args: list[str],
+    n_splits: int = NUM_SPLITS,
 ) -> list[Cell]:
-    """The grid, in a stable order."""
+    """The grid, in a stable order: backbone, train set, seed, split."""
     cells = []
     for backbone in backbones:
         for train in trains:
+            ks: list[int | None] = list(range(n_splits)) if is_all_splits(train) else [None]
             for seed in seeds:
-                cell_dir = (
-                    out / "runs" / re.sub(r"[^A-Za-z0-9._-]+", "_", backbone) / slug(train) / f"seed{seed}"
-                )
-                argv = [
-                    "--backbone", backbone, "--train_dataset", train, "--eval_datasets", *evals,
-                    "--seed", str(seed), "--output_dir", str(cell_dir), *train_args,
-                ]  # fmt: skip
-                cells.append(Cell(backbone, train, seed, cell_dir, argv))
+                for k in ks:
+                    run_train = train if k is None else with_split(train, k)
+                    eval_map = {spec: eval_specs(spec, k, n_splits) for spec in evals}
+                    run_evals = list(dict.fromkeys(s for specs in eval_map.values() for s in specs))
+                    cell_dir = (
+                        out
+                        / "runs"
+                        / re.sub(r"[^A-Za-z0-9._-]+", "_", backbone)
+                        / slug(run_train)
+                        / f"seed{seed}"
+                    )
+                    argv = [
+                        "--backbone", backbone, "--train_dataset", run_train, "--eval_datasets", *run_evals,
+                        "--seed", str(seed), "--output_dir", str(cell_dir), *train_args,
+                    ]  # fmt: skip
+                    cells.append(Cell(backbone, run_train, seed, cell_dir, argv, k, train, eval_map))
     return cells
 
 
@@ -115,20 +190,76 @@ def _stats(values: list[float | None]) -> tuple[float, float, float, float]:
     return float(np.median(v)), float(v.min()), float(v.max()), float(q3 - q1)
 
 
-def leaderboard(cells: list[Cell], evals: list[str]) -> list[dict[str, Any]]:
-    """One row per (backbone, train, eval): median, min, max and IQR over seeds of last-epoch SRCC/PLCC."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def protocol(spec: str, n_splits: int = NUM_SPLITS, by: str | None = None) -> str:
+    """Which split protocol an eval spec measures, in words (the leaderboard's ``protocol``).
+
+    Args:
+        spec: the eval spec as given to the bench.
+        n_splits: splits a ``split-*`` spec stands for.
+        by: how the dataset's seeded splits group rows (``reference`` / ``image``), if known.
+    """
+    split = split_of(spec)[1]
+    if split is None:
+        return "whole dataset"
+    m = _SEEDED.fullmatch(split)
+    if m:
+        how = {"reference": " by reference", "image": " by image", "mixed": " by reference/image"}.get(
+            by or "", ""
+        )
+        text = (
+            f"seeded 80/20{how} x{n_splits} (median)"
+            if m.group(1) == "*"
+            else f"seeded 80/20{how}, split-{int(m.group(1)):02d}"
+        )
+        return text + (f", {m.group(2)} part" if m.group(2) else "")
+    if split in ("train", "validation", "test"):
+        return f"official {split} split"
+    column, sep, part = split.rpartition("-")
+    if not sep or part not in ("train", "val", "validation", "test"):
+        column, part = split, "test"  # what an evaluation load takes (val for a train/val column)
+    if column == "official":
+        return f"official {part} split"
+    return f"imported split {column}, {part} part"
+
+
+def leaderboard(cells: list[Cell], evals: list[str], n_splits: int = NUM_SPLITS) -> list[dict[str, Any]]:
+    """One row per (backbone, train, eval) as given: median, min, max and IQR over seeds (and, for
+    ``split-*`` train or eval sets, over the splits) of last-epoch SRCC/PLCC."""
+    from dgqa_data.splits import grouping
+
+    groups: dict[tuple[str, str], list[tuple[Cell, dict[str, Any]]]] = {}
     for cell in cells:
         path = cell.output_dir / RESULTS_NAME
         if path.is_file():
-            groups.setdefault((cell.backbone, cell.train), []).append(json.loads(path.read_text()))
+            groups.setdefault((cell.backbone, cell.group or cell.train), []).append(
+                (cell, json.loads(path.read_text()))
+            )
+    by: dict[str, str | None] = {}
     rows = []
     for (backbone, train), results in groups.items():
         for spec in evals:
-            per_seed = [((r.get("last_epoch") or {}).get("metrics") or {}).get(spec) or {} for r in results]
-            row: dict[str, Any] = {"backbone": backbone, "train": train, "eval": spec, "seeds": len(per_seed)}
+            runs = []  # (seed, split, metrics) of every run of this (train, eval)
+            for cell, r in results:
+                metrics = (r.get("last_epoch") or {}).get("metrics") or {}
+                for actual in cell.eval_map.get(spec, [spec]):
+                    m = _SEEDED.fullmatch(split_of(actual)[1] or "")
+                    k = cell.split if cell.split is not None else (int(m.group(1)) if m else None)
+                    runs.append((cell.seed, k, metrics.get(actual) or {}))
+            path = split_of(spec)[0]
+            if is_all_splits(spec) and path not in by:
+                by[path] = grouping(path)
+            splits = {k for _, k, _ in runs if k is not None}
+            row: dict[str, Any] = {
+                "backbone": backbone,
+                "train": train,
+                "eval": spec,
+                "protocol": protocol(spec, n_splits, by.get(path)),
+                "seeds": len({seed for seed, _, _ in runs}),
+                "splits": len(splits) if splits else "",
+                "runs": len(runs),
+            }
             for metric in ("srcc", "plcc"):
-                med, lo, hi, iqr = _stats([m.get(metric) for m in per_seed])
+                med, lo, hi, iqr = _stats([m.get(metric) for _, _, m in runs])
                 row.update(
                     {f"{metric}_median": med, f"{metric}_min": lo, f"{metric}_max": hi, f"{metric}_iqr": iqr}
                 )
@@ -156,14 +287,15 @@ def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     md = [
         "# Leaderboard",
         "",
-        "Last-epoch metrics on raw predictions; median [min, max] over seeds (IQR in leaderboard.csv).",
+        "Last-epoch metrics on raw predictions; median [min, max] over seeds and, for seeded splits, over "
+        "the splits (IQR in leaderboard.csv). `protocol`: the split each number is measured on.",
         "",
-        "| eval | backbone | train | seeds | SRCC | PLCC |",
-        "|---|---|---|---|---|---|",
+        "| eval | protocol | backbone | train | seeds | splits | SRCC | PLCC |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         md.append(
-            f"| {r['eval']} | {r['backbone']} | {r['train']} | {r['seeds']} | "
+            f"| {r['eval']} | {r['protocol']} | {r['backbone']} | {r['train']} | {r['seeds']} | {r['splits'] or '-'} | "
             f"{_f(r['srcc_median'])} [{_f(r['srcc_min'])}, {_f(r['srcc_max'])}] | "
             f"{_f(r['plcc_median'])} [{_f(r['plcc_min'])}, {_f(r['plcc_max'])}] |"
         )
@@ -188,7 +320,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.bar(range(len(sel)), np.nan_to_num(med), yerr=err, capsize=4, color="tab:blue")
         ax.set_xticks(range(len(sel)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"eval: {spec}", fontsize=9)
-        ax.set_ylabel("SRCC (median, min-max over seeds)")
+        ax.set_ylabel("SRCC (median, min-max over runs)")
         ax.axhline(0, color="black", linewidth=0.5)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -205,27 +337,40 @@ def run_bench(
     launcher: str | None = None,
     base_seed: int = 123,
     progress: bool = True,
+    n_splits: int = NUM_SPLITS,
 ) -> dict[str, Any]:
     """Run (or resume) the grid and write the leaderboard.
 
     Args:
         backbones: backbone names/ids.
-        trains: training dataset specs (one cell per spec).
-        evals: eval dataset specs (every cell evaluates on all).
+        trains: training dataset specs (one cell per spec; ``PATH:split-*``: one per split).
+        evals: eval dataset specs (every cell evaluates on all; ``PATH:split-*``: see the module).
         seeds: number of seeds (``base_seed, base_seed + 1, ...``) or explicit seeds.
         out: benchmark folder.
         train_args: extra ``dgqa train`` flags for every cell (e.g. ``["--epochs", "5"]``).
         launcher: run cells as subprocesses with this command prefix; None runs them in this process.
         base_seed: first seed when ``seeds`` is a count.
         progress: show a progress bar over the cells (each cell's training shows its own).
+        n_splits: seeded splits ``PATH:split-*`` stands for (the first ``n_splits`` of 10).
 
     Returns:
         ``{"ran": [...], "skipped": [...], "failed": [...], "leaderboard": rows, "files": [...]}``.
     """
     out = Path(out)
+    if not 1 <= n_splits <= NUM_SPLITS:
+        raise DgqaError(f"--splits must be in 1..{NUM_SPLITS} (the published seeded splits), got {n_splits}")
     check_output(out, {f"dataset {s}": s for s in [*trains, *evals]})
     seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
-    cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []))
+    cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []), n_splits)
+    for train in trains:
+        for spec in evals:
+            if is_all_splits(spec) and not is_all_splits(train) and _same_dataset(train, spec):
+                logger.warning(
+                    "train set %s holds images of the test parts of %s (in-dataset: train on %s:split-* instead)",
+                    train,
+                    spec,
+                    split_of(train)[0],
+                )
     summary: dict[str, Any] = {"ran": [], "skipped": [], "failed": []}
     bar = tqdm(cells, desc="bench cells", unit="cell", disable=not progress)
     for cell in bar:
@@ -242,7 +387,7 @@ def run_bench(
         except (Exception, SystemExit) as err:  # noqa: BLE001 - one failed cell must not lose the others
             logger.error("cell %s failed: %s", name, err)
             summary["failed"].append({"cell": name, "error": str(err)})
-    rows = leaderboard(cells, evals)
+    rows = leaderboard(cells, evals, n_splits)
     summary["leaderboard"] = rows
     summary["files"] = [str(p) for p in write_leaderboard(rows, out)]
     bench = {
@@ -250,6 +395,7 @@ def run_bench(
         "train": trains,
         "eval": evals,
         "seeds": seed_list,
+        "splits": n_splits,
         "train_args": train_args,
     }
     (out / "bench.json").write_text(
@@ -276,6 +422,7 @@ def run(args: argparse.Namespace) -> int:
         train_args=train_args,
         launcher=args.launcher,
         base_seed=args.base_seed,
+        n_splits=args.splits,
     )
     print(
         f"ran {len(summary['ran'])}, skipped {len(summary['skipped'])}, failed {len(summary['failed'])} cell(s)"
@@ -287,8 +434,23 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``dgqa bench``."""
     p.add_argument("--backbones", required=True, help="comma list, e.g. tiny-resnet,resnet50")
-    p.add_argument("--train", required=True, help="comma list of training datasets (PATH[:SPLIT])")
-    p.add_argument("--eval", required=True, help="comma list of eval datasets (PATH[:SPLIT])")
+    p.add_argument(
+        "--train",
+        required=True,
+        help="comma list of training datasets (PATH[:SPLIT]); PATH:split-* = one run per seeded split",
+    )
+    p.add_argument(
+        "--eval",
+        required=True,
+        help="comma list of eval datasets (PATH[:SPLIT], e.g. hub/dgqa/koniq10k:test); PATH:split-* = the test "
+        "parts of the seeded splits (split k with a split-* train set, else each of them)",
+    )
+    p.add_argument(
+        "--splits",
+        type=at_least(1),
+        default=NUM_SPLITS,
+        help=f"seeded splits PATH:split-* stands for: split-00 .. split-(N-1) (default {NUM_SPLITS})",
+    )
     p.add_argument("--seeds", type=at_least(1), default=3, help="seeds per cell: base-seed, base-seed+1, ...")
     p.add_argument("--base-seed", type=int, default=123)
     p.add_argument("--out", required=True, help="benchmark folder (runs/ + leaderboard.{csv,md,png})")

@@ -43,14 +43,22 @@ def load_iqa_dataset(
     """Load one split of a dgqa dataset with images left encoded (decoded later, in workers).
 
     Args:
-        spec: a local dataset folder or a Hub id, optionally ``"<spec>:<split>"`` (e.g.
-            ``hub/dgqa/livec:test``).
-        split: the split; defaults to the only split, else ``train`` (with a note on stderr).
+        spec: a local dataset folder or a Hub id, optionally ``"<spec>:<split>"``. The split is a
+            split of the dataset (``hub/dgqa/livec:test``), or one of its published splits
+            (:mod:`dgqa_data.splits`): ``split-03`` is seeded split 3 (00..09), its ``train`` part
+            for a training load (``role`` None) and its ``test`` part otherwise;
+            ``split-03-train`` / ``split-03-test`` name a part; any other column of the dataset's
+            ``splits.csv`` (``official``, an imported ``user_<name>_<column>``) is named the same
+            way, with an optional ``-train`` / ``-val`` / ``-test``. A dataset without
+            ``splits.csv`` gets the seeded splits computed from its rows (the same ones).
+        split: the split (same names); defaults to the only split, else ``train`` (with a note
+            on stderr).
         domains: keep only these distortion types (names or ids).
         streaming: stream from the Hub instead of downloading.
         role: what the dataset is for (``"target"``, ``"evaluation"``): a dataset with several
             splits then needs one named, since no default is right (LIVEC's ``train`` holds the 7
-            rater-training images, its ``test`` the 1,162 others).
+            rater-training images, its ``test`` the 1,162 others); a published split gives its
+            test part.
     """
     path = spec
     if not Path(spec).exists() and ":" in spec:
@@ -74,9 +82,12 @@ def load_iqa_dataset(
                 f"note: {path}: using its {split!r} split (it has {', '.join(names)}); name one with {path}:SPLIT",
                 file=sys.stderr,
             )
-    if split not in loaded:
-        raise DgqaError(f"{path} has no split {split!r}; it has {', '.join(loaded.keys())}")
-    ds = loaded[split]
+    if split in loaded:
+        ds = loaded[split]
+    else:  # a published split (splits.csv), or an unknown name: the error lists both kinds
+        from dgqa_data.splits import select_split
+
+        ds = select_split(loaded, path, split, role)
     features = ds.features  # None for some streamed datasets: checked per row later
     if features is not None and "image" not in features:
         raise DgqaError(f"{path}: no image column; not a dgqa dataset")

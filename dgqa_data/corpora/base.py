@@ -64,6 +64,14 @@ class Corpus:
         card_template: card template in ``dataset_cards/`` (default: ``name``).
         bounded_scale: whether ``score_range`` bounds every score (a rating scale); False for open
             scales such as Elo, whose range is only what was observed.
+        kind: what the corpus is, for the corpus table: ``"FR, synthetic"`` (full-reference: distorted
+            copies of reference images), ``"NR, authentic"`` (no reference), ...
+        size: how many images, for the corpus table.
+        official_split: the split the authors published, if any (as HF splits of the build).
+        transform: applied by the build to every image's bytes, in its read workers, before they are
+            stored (e.g. SPAQ's resized variant); picklable (a module function or a ``partial`` of
+            one); an ``OSError``/``ValueError`` it raises makes the image a bad item. None: bytes
+            are stored as shipped.
     """
 
     name: str
@@ -85,6 +93,10 @@ class Corpus:
     configure: Callable[..., Corpus] | None = None
     card_template: str = ""
     bounded_scale: bool = True
+    kind: str = ""
+    size: str = ""
+    official_split: str = ""
+    transform: Callable[[bytes], bytes] | None = None
 
     def score_problem(self, row: dict[str, Any]) -> str | None:
         """Why a row's ``mos`` is impossible on this corpus' declared scale, or None."""

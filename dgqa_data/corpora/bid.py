@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
-import zipfile
+import dataclasses
+import functools
+import statistics
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import openpyxl
-from openpyxl.utils.exceptions import InvalidFileException
-
-from dgqa_data.corpora.base import (
-    Corpus,
-    CorpusError,
-    Item,
-    Skip,
-    parse_score,
-    register,
-    require,
-)
+from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, register
+from dgqa_data.corpora.tables import Cell, read_table
 from dgqa_data.schema import AUTHENTIC_DOMAIN, UNKNOWN_TYPE
 
-GRADES = "DatabaseGrades.xlsx"
+#: The grades file, in the order looked for: the public copies ship the old binary Excel file; the
+#: loaders' .xlsx (and some CSV) conversions are read the same way.
+GRADE_FILES = ("DatabaseGrades.xls", "DatabaseGrades.xlsx", "DatabaseGrades.csv")
 NUMBER, GRADE = "Image Number", "Average Subjective Grade"
 IMAGE_NAME = "DatabaseImage{:04d}.JPG"
 SUBFOLDER = "ImageDatabase"
+#: how many mismatching rows the warning line names before "and N more"
+WARN_NAMES = 10
+
+
+@dataclass
+class GradesReport:
+    """What one build found in the grades file (shown in the card).
+
+    Attributes:
+        file: the grades file read.
+        subjects: per-subject grade columns found (0: the file has only the mean).
+        mismatches: rows whose published grade count disagrees with the grades present, as
+            ``{"image_id", "where", "problem"}``; reported, never fixed.
+    """
+
+    file: str = ""
+    subjects: int = 0
+    mismatches: list[dict[str, str]] = field(default_factory=list)
+    warned: bool = False
+
+
+@dataclass(frozen=True)
+class BidCorpus(Corpus):
+    """BID's declaration; a build's copy also carries the :class:`GradesReport` its rows filled in."""
+
+    grades: GradesReport | None = field(default=None, compare=False)
 
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _image_number(value: Any) -> int | None:
+def _whole(value: Any) -> int | None:
     """A cell holding a whole, non-negative number (``12``, ``12.0``, ``"12"``), else ``None``."""
     try:
         number = float(value)
@@ -40,69 +62,101 @@ def _image_number(value: Any) -> int | None:
     return int(number) if number.is_integer() and number >= 0 else None
 
 
-def _sheet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of the first worksheet as ``(row number, {header: value})``; checks the two columns."""
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as err:
-        raise CorpusError(f"{path}: not a readable .xlsx workbook: {err}") from err
-    try:
-        sheet = book.worksheets[0]
-        cells = sheet.iter_rows(values_only=True)
-        header = [str(v).strip() if v is not None else "" for v in next(cells, ())]
-        missing = [c for c in (NUMBER, GRADE) if c not in header]
-        if missing:
-            raise CorpusError(
-                f"{path} (sheet {sheet.title!r}): missing column(s) {', '.join(repr(c) for c in missing)}; "
-                f"header row is {header}"
-            )
-        columns = {name: header.index(name) for name in (NUMBER, GRADE)}
-        for number, values in enumerate(cells, start=2):
-            row = {name: values[i] if i < len(values) else None for name, i in columns.items()}
-            if not all(_blank(v) for v in row.values()):
-                yield number, row
-    finally:
-        book.close()
+def grades_file(root: Path) -> Path:
+    """The first of :data:`GRADE_FILES` present in ``root``."""
+    for name in GRADE_FILES:
+        if (root / name).is_file():
+            return root / name
+    raise CorpusError(f"missing BID grades file: none of {', '.join(GRADE_FILES)} is in {root}")
+
+
+def mos_std(grades: list[float]) -> float | None:
+    """Sample standard deviation (ddof=1) of the subjects' grades; None for fewer than two grades."""
+    return statistics.stdev(grades) if len(grades) >= 2 else None
+
+
+def _count_problem(count: Cell, present: int) -> str | None:
+    """Why a published grade count disagrees with the ``present`` grades, or None."""
+    if count is None:
+        return f"the grade count is empty; {present} grade(s) present"
+    number = _whole(count)
+    if number is None:
+        return f"the grade count {count!r} is not a whole number; {present} grade(s) present"
+    if number != present:
+        return f"the grade count is {number}; {present} grade(s) present"
+    return None
 
 
 def rows(root: Path) -> Iterator[Item | Skip]:
-    """Rows of ``DatabaseGrades.xlsx`` in sheet order; images in ``ImageDatabase/`` or the root.
+    """Rows of the grades file in sheet order; images in ``ImageDatabase/`` or the root.
+
+    The grades file is ``DatabaseGrades.xls`` (public copies), else ``.xlsx``, else ``.csv``. It must
+    have the columns ``Image Number`` and ``Average Subjective Grade`` (the published mean, kept as
+    ``mos``). When at least two columns follow the mean, the first of them is the number of grades
+    and every later one holds one subject's grade of each image (blank: not graded); ``mos_std`` is
+    then the sample standard deviation (ddof=1) of the grades present. Rows whose count disagrees
+    with the grades present are reported (a warning line and the card), not fixed.
 
     Args:
-        root: the BID folder holding ``DatabaseGrades.xlsx``. Images are read from
-            ``root/ImageDatabase/`` when that folder exists, else from ``root`` itself.
+        root: the BID folder holding the grades file. Images are read from ``root/ImageDatabase/``
+            when that folder exists, else from ``root`` itself.
     """
-    path = root / GRADES
-    if not path.exists() and (root / "DatabaseGrades.xls").exists():
-        raise CorpusError(
-            f"{root / 'DatabaseGrades.xls'} is the old Excel format: save it as {GRADES} and rebuild"
-        )
-    require(path, f"BID grades file {GRADES}")
+    return _rows(root, None)
+
+
+def _rows(root: Path, report: GradesReport | None) -> Iterator[Item | Skip]:
+    path = grades_file(root)
+    table = read_table(path)
+    columns = table.columns((NUMBER, GRADE))
+    at_number, at_grade = columns[NUMBER], columns[GRADE]
+    after = [i for i in range(at_grade + 1, len(table.header)) if i != at_number]
+    at_count, at_subjects = (after[0], after[1:]) if len(after) >= 2 else (None, [])
+    mismatches: list[dict[str, str]] = []
     folder = root / SUBFOLDER if (root / SUBFOLDER).is_dir() else root
-    for line, rec in _sheet_rows(path):
-        where = f"{GRADES} row {line}"
-        number = _image_number(rec[NUMBER])
+    for line, cells in table.rows:
+        where = table.where(line)
+        number_cell, grade_cell = cells[at_number], cells[at_grade]
+        if _blank(number_cell) and _blank(grade_cell):
+            continue  # e.g. a footer of per-subject statistics
+        number = _whole(number_cell)
         if number is None:
             yield Skip(
-                "" if rec[NUMBER] is None else str(rec[NUMBER]),
+                "" if number_cell is None else str(number_cell),
                 where,
-                f"{NUMBER} {rec[NUMBER]!r} is not a whole number",
+                f"{NUMBER} {number_cell!r} is not a whole number",
             )
             continue
         name = IMAGE_NAME.format(number)
-        if _blank(rec[GRADE]):
+        if _blank(grade_cell):
             yield Skip(name, where, f"{GRADE} is empty")
             continue
-        grade = parse_score(rec[GRADE], name, where, GRADE)
+        grade = parse_score(grade_cell, name, where, GRADE)
         if isinstance(grade, Skip):
             yield grade
             continue
+        grades = [
+            parse_score(cells[i], name, where, f"subject grade in column {table.header[i] or i + 1!r}")
+            for i in at_subjects
+            if cells[i] is not None
+        ]
+        bad = next((g for g in grades if isinstance(g, Skip)), None)
+        low, high = BID.score_range or (0.0, 5.0)
+        if bad is None and any(not low <= g <= high for g in grades):
+            outside = next(g for g in grades if not low <= g <= high)
+            bad = Skip(name, where, f"subject grade {outside:g} is outside the scale {low:g}..{high:g}")
+        if bad is not None:
+            yield bad
+            continue
+        if at_count is not None:
+            problem = _count_problem(cells[at_count], len(grades))
+            if problem is not None:
+                mismatches.append({"image_id": name, "where": where, "problem": problem})
         yield Item(
             {
                 "image_id": name,
                 "reference_id": None,
                 "mos": grade,
-                "mos_std": None,
+                "mos_std": mos_std(grades),
                 "quality": BID.quality(grade),
                 "distortion_type": UNKNOWN_TYPE,
                 "distortion_level": 0,
@@ -112,13 +166,44 @@ def rows(root: Path) -> Iterator[Item | Skip]:
             },
             folder / name,
         )
+    if report is not None:
+        report.file, report.subjects, report.mismatches = path.name, len(at_subjects), mismatches
+        if mismatches and not report.warned:
+            report.warned = True  # a build reads the rows twice; one warning
+            print(_warning(path, mismatches), file=sys.stderr)
+
+
+def _warning(path: Path, mismatches: list[dict[str, str]]) -> str:
+    """One line naming the rows (the first :data:`WARN_NAMES`) whose grade count disagrees."""
+    named = ", ".join(
+        f"{m['where'].removeprefix(path.name).strip()} ({m['image_id']})" for m in mismatches[:WARN_NAMES]
+    )
+    more = f" and {len(mismatches) - WARN_NAMES} more" if len(mismatches) > WARN_NAMES else ""
+    return (
+        f"warning: bid: {len(mismatches)} row(s) of {path.name} give a grade count that disagrees with "
+        f"the grades present: {named}{more}; mos is kept as published and mos_std uses the grades "
+        "present (all listed in the card)"
+    )
+
+
+def configure(corpus: Corpus, **_: Any) -> Corpus:
+    """The declaration one build uses: its rows report into a fresh :class:`GradesReport`."""
+    report = GradesReport()
+
+    @functools.wraps(rows)
+    def build_rows(root: Path) -> Iterator[Item | Skip]:
+        return _rows(root, report)
+
+    return dataclasses.replace(corpus, rows=build_rows, grades=report)
 
 
 BID = register(
-    Corpus(
+    BidCorpus(
         name="bid",
         aliases=("blurred-image-database",),
         pretty_name="BID (Blurred Image Database)",
+        kind="NR, authentic (blur)",
+        size="586",
         score_name="Average Subjective Grade on a 0-5 scale (higher = better)",
         score_range=(0.0, 5.0),
         higher_is_better=True,
@@ -145,10 +230,12 @@ BID = register(
             "(stored here as shipped, full size; resize at load time)."
         ),
         layout=(
-            "BID/DatabaseGrades.xlsx (Image Number, Average Subjective Grade) + "
+            "BID/DatabaseGrades.xls (Image Number, Average Subjective Grade, number of grades, one "
+            "column per subject; or a .xlsx / .csv conversion, possibly with the first two columns only) + "
             "BID/ImageDatabase/DatabaseImage%04d.JPG (or the images directly in BID/)"
         ),
         rows=rows,
         image_format="jpeg",
+        configure=configure,
     )
 )

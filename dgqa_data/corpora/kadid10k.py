@@ -90,6 +90,8 @@ KADID10K = register(
         name="kadid10k",
         aliases=("kadid-10k", "kadid"),
         pretty_name="KADID-10k",
+        kind="FR, synthetic",
+        size="10,125 (81 references)",
         score_name="MOS on a 1-5 ACR scale (the file calls it `dmos`; higher = better)",
         score_range=(1.0, 5.0),
         higher_is_better=True,

@@ -107,6 +107,8 @@ PIPAL = register(
         name="pipal",
         aliases=("pipal-train",),
         pretty_name="PIPAL (training set)",
+        kind="FR, synthetic + GAN outputs",
+        size="23,200 (200 references)",
         score_name="Elo score from pairwise human preferences (higher = better; observed 916.7-1836.0)",
         score_range=ELO_RANGE,
         bounded_scale=False,

@@ -207,7 +207,7 @@ def test_num_proc_gives_identical_content(kadid, tmp_path):
     build(kadid, tmp_path / "p2", num_proc=2)
     files1 = sorted(p.relative_to(tmp_path / "p1") for p in (tmp_path / "p1").rglob("*.parquet"))
     files2 = sorted(p.relative_to(tmp_path / "p2") for p in (tmp_path / "p2").rglob("*.parquet"))
-    assert files1 == files2 and len(files1) == 2  # default + pristine
+    assert files1 == files2 and len(files1) == 3  # default + pristine + the splits table
     for rel in files1:
         assert pq.read_table(tmp_path / "p1" / rel).equals(pq.read_table(tmp_path / "p2" / rel))
     assert (tmp_path / "p1" / "README.md").read_text() == (tmp_path / "p2" / "README.md").read_text()

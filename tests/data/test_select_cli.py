@@ -18,7 +18,7 @@ from dgqa_data.scores import load_scores, write_scores
 from dgqa_data.selection import PAPER_SELECTIONS, Selection, select
 
 REPO = Path(__file__).resolve().parents[2]
-DATA_VERBS = ["build", "synth", "select", "subset", "hydrate", "publish"]
+DATA_VERBS = ["build", "synth", "select", "subset", "hydrate", "splits", "publish"]
 
 
 def test_select_cli_equals_pure_function(tmp_path, capsys) -> None:
@@ -93,6 +93,16 @@ def test_data_verbs_and_no_abbreviations() -> None:
         assert not verbs.load(name).allow_abbrev, name
 
 
+def test_build_help_names_every_registered_corpus(capsys) -> None:
+    from dgqa_data.commands import CORPUS_NAMES
+    from dgqa_data.corpora import list_corpora
+
+    assert list(CORPUS_NAMES) == list_corpora()
+    with pytest.raises(SystemExit):
+        cli.main(["build", "--help"])
+    assert ", ".join(CORPUS_NAMES) in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_prefix_is_not_taken_for_a_flag(tmp_path, capsys) -> None:
     """``--refs`` used to be read as ``--refs-per-shard``: argparse's prefix matching is off."""
     with pytest.raises(SystemExit) as exc:
@@ -165,3 +175,14 @@ def test_never_imports_dgqa_train(folder) -> None:
         if "dgqa_train" in imported_packages(p)
     ]
     assert offenders == []
+
+
+def test_readme_corpus_table_is_the_generated_one() -> None:
+    from dgqa_data.corpora.summary import markdown_table, with_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert with_table(readme) == readme, "run: python scripts/corpus_table.py --write"
+    table = markdown_table()
+    assert table.count("\n") == 1 + 12  # header, rule, one row per corpus
+    assert "| `koniq10k` | NR, authentic |" in table and "official: `train` / `validation` / `test`" in table
+    assert "| `live` | FR, synthetic |" in table and "lower = better" in table

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 
 import pytest
 
 from dgqa_data.build import build_corpus
 from dgqa_train import cli
-from dgqa_train.bench import Cell, is_finished, make_cells, run_bench
+from dgqa_train.bench import Cell, is_finished, make_cells, protocol, run_bench
 from dgqa_train.config import parse_config
+from dgqa_train.data import load_iqa_dataset
 from dgqa_train.predict import predict_dataset, predict_files
 from dgqa_train.train import TrainConfig, train
 from tests.fixtures.official import make_kadid10k
@@ -124,6 +126,85 @@ def test_bench_runs_the_grid_once_and_writes_the_leaderboard(kadid, tmp_path, ca
     (cell,) = make_cells(["tiny-resnet"], [ds], [ds], [123], out, [*extra, "--lr_head", "1e-3"])
     assert not is_finished(cell)
     assert is_finished(Cell(cell.backbone, cell.train, cell.seed, cell.output_dir, cell.argv[:-2]))
+
+
+def test_bench_cells_of_seeded_splits(tmp_path):
+    """``PATH:split-*``: one cell per split of a split-* train set, paired with the same split of a split-*
+    eval set; a plain train set is evaluated on every split's test part."""
+    d, e = "hub/dgqa/koniq10k", "hub/dgqa/livec"
+    cells = make_cells(["r"], [f"{d}:split-*", e], [f"{d}:split-*", f"{e}:test"], [1, 2], tmp_path, [], 3)
+    assert [(c.train, c.seed, c.split) for c in cells] == [
+        *((f"{d}:split-{k:02d}", s, k) for s in (1, 2) for k in range(3)),
+        (e, 1, None),
+        (e, 2, None),
+    ]
+    assert cells[4].argv[cells[4].argv.index("--eval_datasets") + 1 :][:2] == [f"{d}:split-01", f"{e}:test"]
+    assert cells[-1].eval_map == {
+        f"{d}:split-*": [f"{d}:split-{k:02d}" for k in range(3)],
+        f"{e}:test": [f"{e}:test"],
+    }
+    assert len({c.output_dir for c in cells}) == 8
+    assert protocol(f"{d}:split-*", 10, "image") == "seeded 80/20 by image x10 (median)"
+    assert protocol(f"{d}:test") == "official test split" and protocol(d) == "whole dataset"
+    assert protocol(f"{d}:split-03-test", by="reference") == "seeded 80/20 by reference, split-03, test part"
+
+
+@pytest.fixture(scope="module")
+def kadid5(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("kadid5")
+    make_kadid10k(root / "raw", n_refs=5)
+    build_corpus("kadid10k", root / "raw", root / "ds", progress=False)
+    return str(root / "ds")
+
+
+def test_bench_on_seeded_splits_reports_the_median_over_splits(kadid5, tmp_path, capsys):
+    ds, out = kadid5, tmp_path / "bench"
+    argv = ["bench", "--backbones", "tiny-resnet", "--train", f"{ds}:split-*", "--eval", f"{ds}:split-*,{ds}"]
+    argv += [
+        "--seeds",
+        "1",
+        "--splits",
+        "3",
+        "--out",
+        str(out),
+        "--train-args",
+        " ".join(TINY[2:]),
+        "--epochs",
+        "1",
+    ]
+    assert cli.main(argv) == 0
+    assert "ran 3, skipped 0, failed 0" in capsys.readouterr().out
+    results = {}
+    for k in range(3):
+        spec = f"{ds}:split-{k:02d}"
+        (path,) = out.glob(f"runs/tiny-resnet/ds-split-{k:02d}-*/seed123/results.json")
+        results[k] = json.loads(path.read_text())
+        assert results[k]["train"]["dataset"] == spec and results[k]["train"]["images"] == 60
+        assert results[k]["eval_datasets"] == [spec, ds]
+        train, test = load_iqa_dataset(spec), load_iqa_dataset(spec, role="evaluation")
+        assert (train.num_rows, test.num_rows) == (60, 15)
+        assert not set(train["reference_id"]) & set(test["reference_id"])  # disjoint by reference
+    assert len({tuple(load_iqa_dataset(f"{ds}:split-{k:02d}-test")["image_id"]) for k in range(3)}) > 1
+
+    rows = {r["eval"]: r for r in csv.DictReader((out / "leaderboard.csv").read_text().splitlines())}
+    split_row, whole_row = rows[f"{ds}:split-*"], rows[ds]
+    assert (split_row["train"], split_row["seeds"], split_row["splits"], split_row["runs"]) == (
+        f"{ds}:split-*",
+        "1",
+        "3",
+        "3",
+    )
+    assert split_row["protocol"] == "seeded 80/20 by reference x3 (median)"
+    for metric in ("srcc", "plcc"):
+        per_split = [results[k]["last_epoch"]["metrics"][f"{ds}:split-{k:02d}"][metric] for k in range(3)]
+        assert float(split_row[f"{metric}_median"]) == pytest.approx(statistics.median(per_split))
+        assert float(split_row[f"{metric}_min"]) == pytest.approx(min(per_split))
+    assert whole_row["protocol"] == "whole dataset" and whole_row["splits"] == "3"
+    per_split = [results[k]["last_epoch"]["metrics"][ds]["srcc"] for k in range(3)]
+    assert float(whole_row["srcc_median"]) == pytest.approx(statistics.median(per_split))
+    md = (out / "leaderboard.md").read_text()
+    assert "| seeded 80/20 by reference x3 (median) | tiny-resnet |" in md
+    assert json.loads((out / "bench.json").read_text())["splits"] == 3
 
 
 def test_push_to_hub_uploads_the_model_folder_without_checkpoints(model_dir, monkeypatch):
