@@ -13,6 +13,7 @@ environment variable named with ``token_env``; it is never printed, logged or pu
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -340,3 +341,48 @@ def publish(
                 )
                 report.tag_status = "created"
     return report
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``publish``."""
+    p.add_argument("path", help="dataset folder (README.md + data/)")
+    p.add_argument(
+        "--repo-id", required=True, help="ORG/NAME of the dataset repo, e.g. dgqa/kadid10k-sel-livec"
+    )
+    p.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")
+    p.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    p.add_argument("--tag", default=None, help="tag the published head, e.g. v1.0")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the files that would go up, with sizes; sends nothing, works offline without a token "
+        "(marks them new/changed/unchanged when the Hub can be reached)",
+    )
+    p.add_argument(
+        "--token-env",
+        default=None,
+        metavar="NAME",
+        help="environment variable holding the token (default: HF_TOKEN or the saved login)",
+    )
+    p.add_argument("--message", default=None, help="commit message")
+
+
+def run(args: argparse.Namespace) -> None:
+    token = resolve_token(args.token_env)
+    try:
+        report = publish(
+            args.path,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            tag=args.tag,
+            dry_run=args.dry_run,
+            token=token,
+            commit_message=args.message,
+        )
+    except PublishError as err:
+        raise PublishError(redact(str(err), token)) from None
+    print(redact(report.summary(), token))

@@ -22,6 +22,7 @@ checksum.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import Corpus, CorpusError, Skip, get_corpus, safe_path
-from dgqa_data.errors import DgqaError
+from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.hub_folder import HubFolderWriter, parse_card, read_card_metadata, render_card, write_json
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
@@ -631,3 +632,90 @@ def hydrated_card(card: str) -> str:
         "every file matched the sha256 recorded in the index."
     )
     return card[:start] + note + card[end + len(INDEX_ONLY_END) :]
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def subset_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``subset``."""
+    p.add_argument(
+        "--source", required=True, help="dataset folder written by `dgqa build`, e.g. hub/dgqa/kadid10k"
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--selection", help="selection.json of a selection run")
+    which.add_argument(
+        "--paper",
+        metavar="TARGET",
+        help="a selection published by DGQA: livec, koniq10k, bid, pipal1..pipal6",
+    )
+    p.add_argument(
+        "--control",
+        choices=["all", "random"],
+        help="write a control instead: all types, or a seeded random sample of --size rows "
+        "(default size: that of the --selection/--paper subset)",
+    )
+    p.add_argument("--size", type=at_least(1), default=None, help="rows of a random control")
+    p.add_argument("--seed", type=int, default=0, help="seed of a random control")
+    p.add_argument(
+        "--target", default=None, help="target in the name <source>-sel-<target> (default: the selection's)"
+    )
+    p.add_argument(
+        "--out", default=None, help="folder to write (default: beside --source, named after the subset)"
+    )
+    p.add_argument("--namespace", default="dgqa", help="Hub namespace named in the card (load_dataset id)")
+    p.add_argument(
+        "--embed-restricted",
+        action="store_true",
+        help="embed images of corpora whose terms forbid redistribution (default: index-only, path + sha256)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out once the new folder is complete")
+
+
+def run_subset(args: argparse.Namespace) -> None:
+    from dgqa_data.schema import DISTORTION_NAMES
+    from dgqa_data.selection import Selection, paper_selection
+
+    selection = None
+    if args.selection:
+        selection = Selection.load(args.selection)
+    elif args.paper:
+        selection = paper_selection(args.paper)
+    kind = args.control or "selection"
+    if kind == "selection" and selection is None:
+        raise DgqaError("give --selection, --paper or --control")
+    if kind == "all" and (selection is not None or args.size is not None):
+        raise DgqaError("--control all takes no --selection, --paper or --size")
+    if kind == "selection" and args.size is not None:
+        raise DgqaError("--size is for --control random")
+    report = write_subset(
+        args.source,
+        kind=kind,
+        selection=selection,
+        size=args.size,
+        seed=args.seed,
+        target=args.target,
+        out=args.out,
+        namespace=args.namespace,
+        embed_restricted=args.embed_restricted,
+        overwrite=args.overwrite,
+    )
+    mode = ", index-only" if report.index_only else ""
+    print(f"wrote {report.out}: {report.name}, {report.num_rows} rows{mode}")
+    for t, n in report.domain_counts.items():
+        print(f"  {t:>2} {DISTORTION_NAMES[t] if t >= 0 else 'authentic'}: {n}")
+    if report.missing_types:
+        print(f"  warning: selected type(s) {report.missing_types} have no rows in {args.source}")
+
+
+def hydrate_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``hydrate``."""
+    p.add_argument("folder", help="index-only dataset folder")
+    p.add_argument("--root", required=True, help="your unzipped official download of the corpus")
+    p.add_argument("--out", default=None, help="folder to write (default: replace FOLDER in place)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def run_hydrate(args: argparse.Namespace) -> None:
+    report = hydrate(args.folder, args.root, args.out, overwrite=args.overwrite)
+    print(f"wrote {report.out}: {report.num_rows} images re-attached, every sha256 verified")

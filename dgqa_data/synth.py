@@ -10,6 +10,7 @@ only when every shard is done.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import io
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import CorpusError
-from dgqa_data.errors import DgqaError, OutputExistsError
+from dgqa_data.errors import DgqaError, OutputExistsError, at_least
 from dgqa_data.paths import check_output
 from dgqa_data.schema import base_features, domain_of
 
@@ -613,3 +614,74 @@ def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path, skipp
         specs=specs,
         version=__version__,
     )
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``synth``."""
+    p.add_argument(
+        "--source", required=True, help="KADIS-700k root, a dgqa dataset folder, or a folder of images"
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--plan", choices=["kadis", "full", "random"], default="full")
+    p.add_argument("--types", default=None, help="comma-separated type ids or names (default: all 25)")
+    p.add_argument("--levels", default=None, help="comma-separated levels (default: 1,2,3,4,5)")
+    p.add_argument("--types-per-reference", type=at_least(1), default=1, help="for --plan random")
+    p.add_argument("--no-pristine", action="store_true", help="do not include the references as class 0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=["dataset", "kadis-files"], default="dataset")
+    p.add_argument("--encoding", choices=["png", "bmp"], default="png", help="image encoding inside parquet")
+    p.add_argument(
+        "--refs-per-shard",
+        type=at_least(1),
+        default=None,
+        help="references per shard, the unit of resume and distribution (default: about 16 shards, "
+        "at most 32 references each)",
+    )
+    p.add_argument("--num-proc", type=at_least(1), default=1, help="worker processes (default 1)")
+    p.add_argument("--num-shards", type=at_least(1), default=None, help="split the work for a scheduler")
+    p.add_argument("--shard-index", type=at_least(0), default=None)
+    p.add_argument("--limit", type=at_least(1), default=None, help="use only the first N references")
+    p.add_argument("--corpus", default="synthetic", help="value of the corpus column")
+    p.add_argument(
+        "--labels",
+        choices=["none", "severity", "ms-ssim"],
+        default="none",
+        help="quality labels (mos, 1-5): none (as KADIS-700k), severity (from the applied type and level, "
+        "the scale of dgqa_data.severity) or ms-ssim (full-reference pseudo-MOS); default none",
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="record unreadable references in skipped.csv and the card instead of failing",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    from dgqa_data.schema import type_id
+
+    types = [type_id(t) for t in args.types.split(",")] if args.types else None
+    levels = [int(v) for v in args.levels.split(",")] if args.levels else None
+    out = synthesize(
+        args.source,
+        args.out,
+        plan=args.plan,
+        types=types,
+        levels=levels,
+        types_per_reference=args.types_per_reference,
+        include_pristine=not args.no_pristine,
+        seed=args.seed,
+        fmt=args.format,
+        encoding=args.encoding,
+        refs_per_shard=args.refs_per_shard,
+        num_proc=args.num_proc,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+        limit=args.limit,
+        corpus=args.corpus,
+        labels=args.labels,
+        skip_bad=args.skip_bad,
+    )
+    print(f"wrote {out}" if out else "shard(s) done; the dataset is finalised when every shard has run")

@@ -128,6 +128,25 @@ class Corpus:
         return feats
 
 
+def pristine_item(reference: str, path: Path, corpus: str, where: str) -> Item:
+    """The row of a reference image (config ``pristine``: distortion type 0, no score)."""
+    from dgqa_data.schema import domain_of
+
+    row = {
+        "image_id": reference,
+        "reference_id": reference,
+        "mos": None,
+        "mos_std": None,
+        "quality": None,
+        "distortion_type": 0,
+        "distortion_level": 0,
+        "domain": domain_of(0),
+        "corpus": corpus,
+        "_where": where,
+    }
+    return Item(row, path, config="pristine")
+
+
 _REGISTRY: dict[str, Corpus] = {}
 
 

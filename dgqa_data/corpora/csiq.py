@@ -17,8 +17,16 @@ from typing import Any
 import openpyxl
 from openpyxl.utils.exceptions import InvalidFileException
 
-from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, register, require
-from dgqa_data.schema import domain_of
+from dgqa_data.corpora.base import (
+    Corpus,
+    CorpusError,
+    Item,
+    Skip,
+    parse_score,
+    pristine_item,
+    register,
+    require,
+)
 
 WORKBOOK = "csiq.DMOS.xlsx"
 SHEET = "all_by_image"
@@ -250,22 +258,7 @@ def rows(root: Path) -> Iterator[Item | Skip]:
         if path is None:
             yield Skip(ref, where, f"reference image {REFERENCE_FOLDER}/{ref} is missing")
             continue
-        yield Item(
-            {
-                "image_id": ref,
-                "reference_id": ref,
-                "mos": None,
-                "mos_std": None,
-                "quality": None,
-                "distortion_type": 0,
-                "distortion_level": 0,
-                "domain": domain_of(0),
-                "corpus": "csiq",
-                "_where": f"{where} ({REFERENCE_FOLDER}/{ref})",
-            },
-            path,
-            config="pristine",
-        )
+        yield pristine_item(ref, path, "csiq", f"{where} ({REFERENCE_FOLDER}/{ref})")
 
 
 CSIQ = register(

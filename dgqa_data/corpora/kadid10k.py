@@ -11,6 +11,7 @@ from dgqa_data.corpora.base import (
     Item,
     Skip,
     parse_score,
+    pristine_item,
     read_csv_rows,
     register,
     require,
@@ -67,22 +68,7 @@ def rows(root: Path) -> Iterator[Item | Skip]:
         if isinstance(path, Skip):
             yield path
             continue
-        yield Item(
-            {
-                "image_id": ref,
-                "reference_id": ref,
-                "mos": None,
-                "mos_std": None,
-                "quality": None,
-                "distortion_type": 0,
-                "distortion_level": 0,
-                "domain": domain_of(0),
-                "corpus": "kadid10k",
-                "_where": f"{where} (ref_img)",
-            },
-            path,
-            config="pristine",
-        )
+        yield pristine_item(ref, path, "kadid10k", f"{where} (ref_img)")
 
 
 KADID10K = register(

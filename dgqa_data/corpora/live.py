@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, register, require
-from dgqa_data.schema import domain_of
+from dgqa_data.corpora.base import (
+    Corpus,
+    CorpusError,
+    Item,
+    Skip,
+    parse_score,
+    pristine_item,
+    register,
+    require,
+)
 
 #: The official folders in the order the .mat files list them, with their number of entries.
 FOLDERS: tuple[tuple[str, int], ...] = (
@@ -187,22 +195,7 @@ def rows(root: Path, *, dmos: str = "realigned") -> Iterator[Item | Skip]:
         if not path.is_file():
             yield Skip(ref, where, f"reference image {REFERENCE_FOLDER}/{ref} is missing")
             continue
-        yield Item(
-            {
-                "image_id": ref,
-                "reference_id": ref,
-                "mos": None,
-                "mos_std": None,
-                "quality": None,
-                "distortion_type": 0,
-                "distortion_level": 0,
-                "domain": domain_of(0),
-                "corpus": "live",
-                "_where": f"{where} ({REFERENCE_FOLDER}/{ref})",
-            },
-            path,
-            config="pristine",
-        )
+        yield pristine_item(ref, path, "live", f"{where} ({REFERENCE_FOLDER}/{ref})")
 
 
 LIVE = register(

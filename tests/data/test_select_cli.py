@@ -94,7 +94,7 @@ def test_data_verbs_and_no_abbreviations() -> None:
 
 
 def test_build_help_names_every_registered_corpus(capsys) -> None:
-    from dgqa_data.commands import CORPUS_NAMES
+    from dgqa_data.build import CORPUS_NAMES
     from dgqa_data.corpora import list_corpora
 
     assert list(CORPUS_NAMES) == list_corpora()
