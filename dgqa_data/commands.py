@@ -56,6 +56,6 @@ VERBS: tuple[Verb, ...] = (
         add="hydrate_arguments",
         run="run_hydrate",
     ),
-    Verb("splits", "export or import a dataset's published train/test splits (CSV)", "dgqa_data.splits"),
+    Verb("splits", "export or import a dataset's published train/test splits (CSV)", "dgqa_data.split_files"),
     Verb("publish", "upload a dataset folder to the Hugging Face Hub (only what changed)", "dgqa_data.publish"),
 )
