@@ -188,6 +188,20 @@ def safe_path(root: Path, rel: str, where: str) -> Path | Skip:
     return path
 
 
+def blank_cell(value: Any) -> bool:
+    """A label-table cell that holds nothing (None or only spaces)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def whole_number(value: Any) -> int | None:
+    """A cell holding a whole number (``3``, ``3.0``, ``"3"``), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
 def parse_score(value: Any, image_id: str, where: str, column: str) -> float | Skip:
     """Parse a score cell; non-numeric or NaN gives a :class:`Skip` naming the row and column."""
     try:

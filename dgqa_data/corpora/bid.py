@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, register
+from dgqa_data.corpora.base import (
+    Corpus,
+    CorpusError,
+    Item,
+    Skip,
+    blank_cell,
+    parse_score,
+    register,
+    whole_number,
+)
 from dgqa_data.corpora.tables import Cell, read_table
 from dgqa_data.schema import AUTHENTIC_DOMAIN, UNKNOWN_TYPE
 
@@ -49,19 +58,6 @@ class BidCorpus(Corpus):
     grades: GradesReport | None = field(default=None, compare=False)
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _whole(value: Any) -> int | None:
-    """A cell holding a whole, non-negative number (``12``, ``12.0``, ``"12"``), else ``None``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if number.is_integer() and number >= 0 else None
-
-
 def grades_file(root: Path) -> Path:
     """The first of :data:`GRADE_FILES` present in ``root``."""
     for name in GRADE_FILES:
@@ -79,8 +75,8 @@ def _count_problem(count: Cell, present: int) -> str | None:
     """Why a published grade count disagrees with the ``present`` grades, or None."""
     if count is None:
         return f"the grade count is empty; {present} grade(s) present"
-    number = _whole(count)
-    if number is None:
+    number = whole_number(count)
+    if number is None or number < 0:
         return f"the grade count {count!r} is not a whole number; {present} grade(s) present"
     if number != present:
         return f"the grade count is {number}; {present} grade(s) present"
@@ -116,10 +112,10 @@ def _rows(root: Path, report: GradesReport | None) -> Iterator[Item | Skip]:
     for line, cells in table.rows:
         where = table.where(line)
         number_cell, grade_cell = cells[at_number], cells[at_grade]
-        if _blank(number_cell) and _blank(grade_cell):
+        if blank_cell(number_cell) and blank_cell(grade_cell):
             continue  # e.g. a footer of per-subject statistics
-        number = _whole(number_cell)
-        if number is None:
+        number = whole_number(number_cell)
+        if number is None or number < 0:
             yield Skip(
                 "" if number_cell is None else str(number_cell),
                 where,
@@ -127,7 +123,7 @@ def _rows(root: Path, report: GradesReport | None) -> Iterator[Item | Skip]:
             )
             continue
         name = IMAGE_NAME.format(number)
-        if _blank(grade_cell):
+        if blank_cell(grade_cell):
             yield Skip(name, where, f"{GRADE} is empty")
             continue
         grade = parse_score(grade_cell, name, where, GRADE)

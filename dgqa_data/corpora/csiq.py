@@ -22,10 +22,12 @@ from dgqa_data.corpora.base import (
     CorpusError,
     Item,
     Skip,
+    blank_cell,
     parse_score,
     pristine_item,
     register,
     require,
+    whole_number,
 )
 
 WORKBOOK = "csiq.DMOS.xlsx"
@@ -74,25 +76,12 @@ def distorted_name(image: str, dst_type: str, level: int) -> str:
     return f"{image}.{FILES[dst_type][1]}.{level}.png"
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _whole(value: Any) -> int | None:
-    """A cell holding a whole number (``3``, ``3.0``, ``"3"``), else None."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if number.is_integer() else None
-
-
 def _image_name(value: Any) -> str | None:
     """The reference name of a row: text as is, a number (``1600`` read as 1600.0) as digits."""
-    if isinstance(value, bool) or _blank(value):
+    if isinstance(value, bool) or blank_cell(value):
         return None
     if isinstance(value, (int, float)):
-        number = _whole(value)
+        number = whole_number(value)
         return None if number is None else str(number)
     name = str(value).strip()
     if "/" in name or "\\" in name or name in (".", ".."):
@@ -130,7 +119,7 @@ def _sheet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             )
         for number, values in enumerate(cells, start=header_row + 1):
             row = {c: values[i] if i < len(values) else None for c, i in columns.items()}
-            if not all(_blank(row[c]) for c in REQUIRED):
+            if not all(blank_cell(row[c]) for c in REQUIRED):
                 yield number, row
     finally:
         book.close()
@@ -217,14 +206,14 @@ def rows(root: Path) -> Iterator[Item | Skip]:
                 image, where, f"dst_type {rec['dst_type']!r} is not one of {', '.join(map(repr, FILES))}"
             )
             continue
-        level = _whole(rec["dst_lev"])
+        level = whole_number(rec["dst_lev"])
         if level is None or not 1 <= level <= 5:
             yield Skip(image, where, f"dst_lev {rec['dst_lev']!r} is not a level 1..5")
             continue
         name = distorted_name(image, dst_type, level)
         score = parse_score(rec["dmos"], name, where, "dmos")
         spread = (
-            None if _blank(rec.get("dmos_std")) else parse_score(rec["dmos_std"], name, where, "dmos_std")
+            None if blank_cell(rec.get("dmos_std")) else parse_score(rec["dmos_std"], name, where, "dmos_std")
         )
         bad = next((v for v in (score, spread) if isinstance(v, Skip)), None)
         if bad is not None:
