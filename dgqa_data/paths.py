@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +80,38 @@ def owner_alive(owner: str) -> bool:
 
 
 LOCK_NAME = ".dgqa.lock"
+#: An empty lock file (its owner is being written, or its writer was killed right after creating it)
+#: counts as held for this many seconds, then as abandoned.
+FRESH_LOCK_S = 60.0
+#: What :func:`claim_lock` answers when the lock kept changing hands while it tried.
+CONTESTED = "contested"
+
+
+def claim_lock(lock: str | Path) -> str | None:
+    """Take the lock file ``lock`` for this process: None when this process now holds it, else who
+    holds it (its owner, or :data:`CONTESTED`).
+
+    The file holds its owner (:func:`process_owner`). A lock whose owner is gone (a killed process
+    on this host) is taken over, and so is an empty one older than :data:`FRESH_LOCK_S`.
+    """
+    lock = Path(lock)
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:  # released meanwhile
+                continue
+            if owner_alive(owner) if owner else age < FRESH_LOCK_S:
+                return owner or "a process that is taking it"
+            lock.unlink(missing_ok=True)  # left by a killed process
+            continue
+        os.write(fd, process_owner().encode())
+        os.close(fd)
+        return None
+    return CONTESTED
 
 
 @contextmanager
@@ -103,27 +136,14 @@ def run_lock(folder: str | Path, main_process: bool = True) -> Iterator[Path]:
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
-    me = process_owner()
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                owner = lock.read_text().strip()
-            except FileNotFoundError:
-                continue
-            if owner_alive(owner):
-                raise DgqaError(
-                    f"{folder} is being written by another dgqa run ({owner}); wait for it to end or choose "
-                    "another output folder"
-                ) from None
-            lock.unlink(missing_ok=True)  # left by a killed run
-            continue
-        os.write(fd, me.encode())
-        os.close(fd)
-        break
-    else:
+    owner = claim_lock(lock)
+    if owner == CONTESTED:
         raise DgqaError(f"{folder}: could not take {LOCK_NAME}; is another run starting?")
+    if owner is not None:
+        raise DgqaError(
+            f"{folder} is being written by another dgqa run ({owner}); wait for it to end or choose "
+            "another output folder"
+        )
     try:
         yield folder
     finally:

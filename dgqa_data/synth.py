@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import shutil
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +36,7 @@ from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import CorpusError
 from dgqa_data.errors import DgqaError, OutputExistsError, at_least
-from dgqa_data.paths import check_output
+from dgqa_data.paths import check_output, claim_lock
 from dgqa_data.schema import base_features, domain_of
 
 PLANS = ("kadis", "full", "random")
@@ -445,6 +444,9 @@ def synthesize(
     return _finalize(work, out, cfg, fmt, refs, total_shards)
 
 
+#: The lock file of the one process that finalizes (a killed finalizer's lock is taken over).
+FINALIZING = ".finalizing"
+
 _WORKER: tuple = ()
 
 
@@ -490,14 +492,14 @@ def _finalize(
         done = len(list((work / ".done").glob("shard-*"))) if (work / ".done").exists() else 0
     if done < total_shards:
         return None
-    if not _claim_finalize(work / ".finalizing"):
+    if claim_lock(work / FINALIZING) is not None:  # exactly one process finalizes
         return None
     # every shard is done, so a temporary file left now is from a killed run: never ship it
     for leftover in [*work.glob("data/*.tmp-*"), *work.glob("dist_imgs/*.tmp-*"), *work.glob("plan.tmp-*")]:
         leftover.unlink()
     skipped = [s for f in sorted(work.glob("skipped/shard-*.json")) for s in json.loads(f.read_text())]
     if fmt == "dataset" and not list((work / "data").glob("train-*.parquet")):
-        shutil.rmtree(work / ".finalizing")
+        (work / FINALIZING).unlink()
         raise CorpusError(
             f"no reference could be read ({len(skipped)} skipped); see the reasons in {work / 'skipped'}"
         )
@@ -520,33 +522,10 @@ def _finalize(
     else:
         card = synth_card(cfg, counts, len(refs) - len(bad), work, skipped=len(skipped))
         (work / "README.md").write_text(card, encoding="utf-8")
-    shutil.rmtree(work / ".finalizing")
+    (work / FINALIZING).unlink()
     shutil.rmtree(work / ".done", ignore_errors=True)
     work.rename(out)
     return out
-
-
-def _claim_finalize(lock: Path) -> bool:
-    """Exactly one process finalizes: the one that creates ``lock`` (a folder holding its owner). A
-    lock left by a finalizer that was killed (its process is gone) is taken over."""
-    from dgqa_data.paths import owner_alive, process_owner
-
-    for _ in range(2):
-        try:
-            os.mkdir(lock)
-        except FileExistsError:
-            try:
-                owners = [p.name for p in lock.iterdir()]
-                age = time.time() - lock.stat().st_mtime
-            except FileNotFoundError:  # the finalizer just finished
-                return False
-            if any(owner_alive(o) for o in owners) or (not owners and age < 60):
-                return False  # being finalized now (an empty lock: its owner file follows)
-            shutil.rmtree(lock, ignore_errors=True)  # killed while finalizing: take over
-            continue
-        (lock / process_owner()).touch()
-        return True
-    return False
 
 
 def _write_kadis_csv(work: Path, refs: Sequence[Reference], cfg: SynthPlan) -> None:

@@ -112,16 +112,14 @@ def test_a_finalizer_killed_half_way_is_taken_over(refs, tmp_path):
     kw = {"plan": "full", "types": [1], "levels": [1], "refs_per_shard": 2, "progress": False}
     assert synthesize(refs, tmp_path / "r", num_shards=2, shard_index=0, **kw) is None
     lock = tmp_path / ".r.partial" / ".finalizing"
-    lock.mkdir()
-    (lock / f"{process_owner().rsplit('-', 1)[0]}-999999999").touch()  # a finalizer that was killed
+    lock.write_text(f"{process_owner().rsplit('-', 1)[0]}-999999999")  # a finalizer that was killed
     out = synthesize(refs, tmp_path / "r", **kw)
     assert out == tmp_path / "r" and len(load(out)) == 4 * 2 and not (out / ".finalizing").exists()
 
     # a live finalizer (this process) is never overtaken: the rerun leaves it alone
     assert synthesize(refs, tmp_path / "s", num_shards=2, shard_index=0, **kw) is None
     lock = tmp_path / ".s.partial" / ".finalizing"
-    lock.mkdir()
-    (lock / process_owner()).touch()
+    lock.write_text(process_owner())
     assert synthesize(refs, tmp_path / "s", **kw) is None and not (tmp_path / "s").exists()
 
 
