@@ -11,7 +11,6 @@ checkpoint with its :class:`~dgqa_train.checkpoints.TrainState` marker.
 
 from __future__ import annotations
 
-import math
 import pickle
 import shutil
 import time
@@ -197,19 +196,14 @@ def fit(
         if partial:  # stopped mid-epoch (max_steps): the checkpoint keeps the running sums, and a
             save(done_batches)  # resume finishes this epoch exactly as an uninterrupted run would
         else:
+            loss_sum.zero_()
+            loss_count.zero_()
             state.epoch, state.batches_in_epoch, state.loss_sum, state.loss_count = epoch + 1, 0, 0.0, 0
             if done or state.epoch >= config.epochs or (
                 config.save_every_epochs and state.epoch % config.save_every_epochs == 0
             ):
-                accelerator.save_state()
-                mark_complete(accelerator, state)
-        loss_sum.zero_()
-        loss_count.zero_()
+                save(0)
         if on_epoch is not None:
             on_epoch(state)
     return state
 
-
-def finite(v: Any) -> bool:
-    """A real, finite number."""
-    return isinstance(v, (int, float)) and math.isfinite(v)

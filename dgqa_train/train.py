@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -43,7 +44,7 @@ from dgqa_train.data import (  # noqa: E402
     to_model_input,  # noqa: E402
 )
 from dgqa_train.evaluate import METRIC_LABELS, evaluate_loader, json_safe  # noqa: E402
-from dgqa_train.loop import finite, fit, init_trackers, restore, start_run  # noqa: E402
+from dgqa_train.loop import fit, init_trackers, restore, start_run  # noqa: E402
 from dgqa_train.metrics import plcc_loss  # noqa: E402
 from dgqa_train.models import IQAModel, ModelConfig, build_model, load_model, save_model  # noqa: E402
 
@@ -307,7 +308,7 @@ def results_dict(
     last = history[-1] if history else None
     best: dict[str, Any] = {}
     for spec in config.eval_datasets:
-        scored = [h for h in history if finite(h["eval"].get(spec, {}).get("srcc"))]
+        scored = [h for h in history if _finite(h["eval"].get(spec, {}).get("srcc"))]
         if scored:
             h = max(scored, key=lambda h: h["eval"][spec]["srcc"])
             best[spec] = {"epoch": h["epoch"], "step": h["step"], "metrics": h["eval"][spec]}
@@ -335,6 +336,10 @@ def results_dict(
             "config": asdict(config),
         }
     )
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _write_json(path: Path, data: Any) -> None:
