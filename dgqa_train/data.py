@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.images import open_rgb
 from dgqa_data.schema import type_id
+from dgqa_data.splits import group_keys
 
 
 def default_workers() -> int:
@@ -146,15 +147,21 @@ def center_crop(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img)[y : y + size, x : x + size]
 
 
+def reference_groups(ds: Any) -> list[str]:
+    """The reference image of every row: the grouping of the published splits
+    (:func:`dgqa_data.splits.group_keys`: ``reference_id``, else the row's own ``image_id``)."""
+    ids = ds["image_id"] if "image_id" in ds.column_names else [str(i) for i in range(len(ds))]
+    refs = ds["reference_id"] if "reference_id" in ds.column_names else [None] * len(ids)
+    return group_keys(refs, ids)
+
+
 def split_by_reference(ds: Any, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Row indices ``(train, held_out)``; whole reference images go to one side (no crop leaks).
 
-    Rows are grouped by ``reference_id`` (a row without one is its own reference, keyed by
-    ``image_id``); ``ceil(fraction * groups)`` groups are held out, chosen by ``seed``.
+    Rows are grouped by :func:`reference_groups`; ``ceil(fraction * groups)`` groups are held out,
+    chosen by ``seed``.
     """
-    refs = ds["reference_id"] if "reference_id" in ds.column_names else [None] * len(ds)
-    ids = ds["image_id"] if "image_id" in ds.column_names else [str(i) for i in range(len(ds))]
-    keys = [r if r is not None else i for r, i in zip(refs, ids)]
+    keys = reference_groups(ds)
     groups = sorted(set(keys))
     if len(groups) < 2:
         raise DgqaError(

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.paths import check_output
-from dgqa_train.data import center_crop, decode_rgb, load_iqa_dataset
+from dgqa_train.data import center_crop, decode_rgb, load_iqa_dataset, reference_groups
 from dgqa_train.models import IQAModel, build_model
 
 HEADS = ("ridge", "mlp")
@@ -256,13 +256,6 @@ def fit_head(
 
 
 # -- the protocol ---------------------------------------------------------------------------------
-def reference_groups(ds: Any) -> list[str]:
-    """The reference image of every row (``reference_id``, else the row's own ``image_id``)."""
-    ids = ds["image_id"]
-    refs = ds["reference_id"] if "reference_id" in ds.column_names else [None] * len(ids)
-    return [r if r is not None else i for r, i in zip(refs, ids)]
-
-
 def labelled(ds: Any, spec: str, role: str) -> np.ndarray:
     """The ``quality`` column as float32, or an error naming the dataset, its role and the rows."""
     q = ds["quality"] if "quality" in ds.column_names else [None] * len(ds)
