@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from dgqa_data.errors import OutputExistsError
+from dgqa_data.errors import MissingInputError, OutputExistsError
 from dgqa_data.paths import owner_alive, process_owner
 
 SHARD_BYTES = 500 * 2**20  # Hub guidance: a few hundred MB per parquet file
@@ -377,3 +377,21 @@ def read_card_metadata(path: str | Path) -> dict[str, Any]:
 def write_json(obj: Any) -> str:
     """Stable, readable JSON for files stored beside the data."""
     return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def load_folder_or_hub(path: str | Path, streaming: bool = False, name: str | None = None) -> Any:
+    """``datasets.load_dataset(path)`` for a dataset folder or a Hub id, with one clear error when it
+    is neither (a missing folder, or a Hub id that cannot be reached, e.g. offline).
+
+    Args:
+        path: the folder or Hub id.
+        streaming: stream instead of loading.
+        name: how the error names the dataset (default ``path``), e.g. the spec it came from.
+    """
+    try:
+        return datasets.load_dataset(str(path), streaming=streaming)
+    except (FileNotFoundError, ConnectionError) as err:  # also DatasetNotFoundError, OfflineModeIsEnabled
+        raise MissingInputError(
+            f"dataset {name or path}: neither a dataset folder with data files nor a Hub dataset reachable "
+            f"from here ({err})"
+        ) from None

@@ -172,7 +172,10 @@ def import_splits(
         raise MissingInputError(
             f"--dataset {dataset}: not a local dataset folder (import writes its splits.csv)"
         )
-    text = file.read_text(encoding="utf-8-sig")
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DgqaError(f"{file} is not a CSV text file (not UTF-8: {err.reason} at byte {err.start})") from None
     reader = csv.reader(io.StringIO(text))
     header = [h.strip() for h in next(reader, [])]
     if not header:

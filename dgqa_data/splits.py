@@ -362,9 +362,9 @@ def load_split_table(path: str | Path, loaded: Any = None, streaming: bool = Fal
     if table is not None:
         return table
     if loaded is None:
-        import datasets
+        from dgqa_data.hub_folder import load_folder_or_hub
 
-        loaded = datasets.load_dataset(str(path), streaming=streaming)
+        loaded = load_folder_or_hub(path, streaming=streaming)
     return table_of_loaded(loaded)
 
 

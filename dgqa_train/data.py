@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
-from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.errors import DgqaError
+from dgqa_data.hub_folder import load_folder_or_hub
 from dgqa_data.images import open_rgb
 from dgqa_data.schema import type_id
 from dgqa_data.splits import group_keys
@@ -65,12 +66,7 @@ def load_iqa_dataset(
     if not Path(spec).exists() and ":" in spec:
         path, spec_split = spec.rsplit(":", 1)
         split = split or spec_split
-    try:
-        loaded = datasets.load_dataset(path, streaming=streaming)
-    except FileNotFoundError as err:  # also datasets' DatasetNotFoundError / DataFilesNotFoundError
-        raise MissingInputError(
-            f"dataset {spec}: neither a dataset folder with data files nor a Hub dataset reachable from here ({err})"
-        ) from None
+    loaded = load_folder_or_hub(path, streaming=streaming, name=spec)
     if split is None:
         names = list(loaded.keys())
         if len(names) > 1 and role is not None:

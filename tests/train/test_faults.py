@@ -482,6 +482,9 @@ OTHER_MISTAKES = [
     ("synth", ["synth", "--source", "{root}/afile.txt", "--out", "{root}/sy"], "synth source {root}/afile.txt is not a folder"),
     ("synth", ["synth", "--source", "{photos}", "--out", "{root}/sy", "--num-shards", "2", "--shard-index", "5"], "--shard-index 5 must be in 0..1"),
     ("demo", ["demo", "--out", "{root}/afile.txt"], "--out {root}/afile.txt is a file; pass a folder"),
+    ("score", ["score", "--classifier", "{cls}", "--target", "no-such-hub-id", "--out", "{root}/sc"], "dataset no-such-hub-id: neither a dataset folder with data files nor a Hub dataset reachable"),
+    ("splits", ["splits", "export", "no-such-hub-id", "--out", "{root}/sp.csv"], "dataset no-such-hub-id: neither a dataset folder with data files nor a Hub dataset reachable"),
+    ("splits", ["splits", "import", "{photos}/p0.png", "--dataset", "{built}", "--name", "x"], "{photos}/p0.png is not a CSV text file (not UTF-8"),
 ]  # fmt: skip
 
 
