@@ -276,7 +276,7 @@ class Demo:
             "folder",
             root,
             self.target,
-            labels=str(self.out / "photos" / "camera-labels.csv"),
+            labels=str((self.out / "photos" / "camera-labels.csv").resolve()),  # not relative to root
             score_range="1,5",
             name="camera",
             num_proc=self.num_proc,

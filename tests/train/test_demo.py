@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -18,9 +19,14 @@ from dgqa_train.demo import HELDOUT_PHOTOS, SOURCE_PHOTOS, TARGET_PHOTOS
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "run"
-    assert cli.main(["demo", "--fast", "--out", str(out)]) == 0
-    return out
+    parent = tmp_path_factory.mktemp("demo")
+    cwd = os.getcwd()
+    os.chdir(parent)  # a relative --out, as the README's `dgqa demo` (default dgqa-demo) gives
+    try:
+        assert cli.main(["demo", "--fast", "--out", "run"]) == 0
+    finally:
+        os.chdir(cwd)
+    return parent / "run"
 
 
 def test_every_stage_wrote_its_output(demo):
