@@ -7,6 +7,7 @@ when :meth:`HubFolderWriter.finish` runs, so a crash never leaves a folder that 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import uuid
@@ -87,21 +88,28 @@ def dataset_info_yaml(
     return infos
 
 
-def parquet_config_info(folder: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``dataset_info`` of a card config whose data files are parquet files in ``folder``
-    (features from their schema, rows and bytes from their metadata); None when a file is missing
-    or not parquet."""
+def config_files(folder: Path, entry: dict[str, Any]) -> dict[str, list[Path]]:
+    """The files each split of a card config names inside ``folder``: ``{split: sorted paths}``."""
     items = entry.get("data_files") or []
     items = [items] if isinstance(items, (str, dict)) else items
-    sizes: dict[tuple[str, str], tuple[int, int]] = {}
-    download: dict[tuple[str, str], int] = {}
-    schema = None
+    files: dict[str, list[Path]] = {}
     for item in items:
         split, patterns = (
             (item.get("split", "train"), item.get("path")) if isinstance(item, dict) else ("train", item)
         )
         patterns = [patterns] if isinstance(patterns, str) else list(patterns or [])
-        files = sorted({f for pattern in patterns for f in folder.glob(pattern)})
+        files[split] = sorted({f for pattern in patterns for f in folder.glob(pattern)})
+    return files
+
+
+def parquet_config_info(folder: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``dataset_info`` of a card config whose data files are parquet files in ``folder``
+    (features from their schema, rows and bytes from their metadata); None when a file is missing
+    or not parquet."""
+    sizes: dict[tuple[str, str], tuple[int, int]] = {}
+    download: dict[tuple[str, str], int] = {}
+    schema = None
+    for split, files in config_files(folder, entry).items():
         if not files or any(f.suffix != ".parquet" or not f.is_file() for f in files):
             return None
         metas = [pq.read_metadata(f) for f in files]
@@ -115,6 +123,45 @@ def parquet_config_info(folder: Path, entry: dict[str, Any]) -> dict[str, Any] |
     if schema is None:
         return None
     return dataset_info_yaml(datasets.Features.from_arrow_schema(schema), sizes, download)[0]
+
+
+#: How a card config records the content of its data files (its ``description``, see below).
+FINGERPRINT_PREFIX = "dgqa content sha256:"
+
+
+def content_fingerprint(folder: Path, entry: dict[str, Any]) -> str:
+    """sha256 over the names and bytes of every file a card config names (split by split)."""
+    digest = hashlib.sha256()
+    for split, files in sorted(config_files(folder, entry).items()):
+        for f in files:
+            digest.update(f"{split}\0{f.relative_to(folder).as_posix()}\0".encode())
+            with f.open("rb") as fh:
+                while chunk := fh.read(2**22):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stamp_fingerprints(meta: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Record the content of each config's data files in the card (``description`` of the config).
+
+    ``datasets`` keys its cache of a local folder on the card's ``configs`` and ``dataset_info``
+    only, never on the files, so a rewrite with the same sizes (corrected labels, a second folder
+    of the same name) would load the old cached rows. A config's ``description`` is passed to its
+    builder config and so enters that key: with the content's hash there, a plain
+    ``load_dataset(folder)`` loads what is on disk now.
+    """
+    for entry in meta.get("configs") or []:
+        entry["description"] = FINGERPRINT_PREFIX + content_fingerprint(folder, entry)[:32]
+    return meta
+
+
+def is_stamped(meta: dict[str, Any]) -> bool:
+    """Whether every config of a card carries its content fingerprint (cards written before
+    fingerprints existed do not, and must not be served from the datasets cache)."""
+    configs = meta.get("configs") or []
+    return bool(configs) and all(
+        str(c.get("description", "")).startswith(FINGERPRINT_PREFIX) for c in configs
+    )
 
 
 def recover_interrupted(out: Path) -> list[str]:
@@ -272,12 +319,8 @@ class HubFolderWriter:
         return self.out
 
     def dataset_info(self) -> list[dict[str, Any]]:
-        """The card's ``dataset_info``: features, split sizes and parquet bytes per config.
-
-        ``datasets`` caches a local folder under its name and a hash of the card's ``configs`` and
-        ``dataset_info`` only, so without these sizes two builds in folders of the same name (or a
-        rebuild in place) would load each other's cached rows.
-        """
+        """The card's ``dataset_info``: features, split sizes and parquet bytes per config (what the
+        Hub shows; the cache key comes from :func:`stamp_fingerprints`)."""
         sizes = {k: (self.counts[k], self._part_bytes[k]) for k in self.counts}
         download = {k: sum(f.stat().st_size for f in self._final_files(k)) for k in self.counts}
         return dataset_info_yaml(self.features, sizes, download)
@@ -301,7 +344,7 @@ class HubFolderWriter:
                     if info is not None:
                         infos.append(info)
             meta["dataset_info"] = infos
-        return render_card(meta, body)
+        return render_card(stamp_fingerprints(meta, self.tmp), body)
 
     def abort(self) -> None:
         """Remove the temporary folder (the final folder, if any, is untouched)."""
@@ -387,9 +430,16 @@ def load_folder_or_hub(path: str | Path, streaming: bool = False, name: str | No
         path: the folder or Hub id.
         streaming: stream instead of loading.
         name: how the error names the dataset (default ``path``), e.g. the spec it came from.
+
+    A folder whose card has no content fingerprints (written before dgqa stamped them, or by hand)
+    is read from its files, not from the datasets cache.
     """
+    card = Path(path) / "README.md"
+    fresh = None
+    if not streaming and card.is_file() and not is_stamped(parse_card(card.read_text(encoding="utf-8"))[0]):
+        fresh = "force_redownload"  # a card without content fingerprints: the cache may hold old rows
     try:
-        return datasets.load_dataset(str(path), streaming=streaming)
+        return datasets.load_dataset(str(path), streaming=streaming, download_mode=fresh)
     except (FileNotFoundError, ConnectionError) as err:  # also DatasetNotFoundError, OfflineModeIsEnabled
         raise MissingInputError(
             f"dataset {name or path}: neither a dataset folder with data files nor a Hub dataset reachable "

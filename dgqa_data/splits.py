@@ -487,10 +487,10 @@ def grouping(path: str) -> str | None:
 
 def write_table(folder: str | Path, table: SplitTable) -> list[Path]:
     """Store ``table`` in a dataset folder: ``splits.parquet``, ``splits.csv``, then the card's
-    ``splits`` config and its ``dataset_info`` (features and sizes: ``datasets`` keys its cache of a
-    local folder on them, so a changed table is never served from the cache). Each file is written
-    beside its final name and renamed into place."""
-    from dgqa_data.hub_folder import parquet_config_info, parse_card, render_card
+    ``splits`` config, its ``dataset_info`` and the content fingerprints (so a changed table is never
+    served from the datasets cache). Each file is written beside its final name and renamed into
+    place."""
+    from dgqa_data.hub_folder import parquet_config_info, parse_card, render_card, stamp_fingerprints
 
     folder = Path(folder)
     card_path = folder / "README.md"
@@ -513,5 +513,5 @@ def write_table(folder: str | Path, table: SplitTable) -> list[Path]:
     meta["dataset_info"] = [i for i in infos if i.get("config_name", "default") != CONFIG_NAME] + [
         parquet_config_info(folder, SPLITS_CONFIG)
     ]
-    done.append(put("README.md", render_card(meta, body).encode()))
+    done.append(put("README.md", render_card(stamp_fingerprints(meta, folder), body).encode()))
     return done

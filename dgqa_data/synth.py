@@ -548,12 +548,12 @@ def _write_kadis_csv(work: Path, refs: Sequence[Reference], cfg: SynthPlan) -> N
 def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path, skipped: int = 0) -> str:
     """README.md of a synthetic dataset: plan, counts per type, the distortion registry.
 
-    The front matter carries ``dataset_info`` (row count and parquet bytes): ``datasets`` keys its
-    cache of a local folder on the folder name and the card's configs and dataset_info only, so
-    without it two synth outputs in folders of the same name would load each other's rows.
+    The front matter carries ``dataset_info`` (row count and parquet bytes) and the content
+    fingerprint of the data files (:func:`dgqa_data.hub_folder.stamp_fingerprints`), so a rerun or
+    a second output of the same name never loads old cached rows.
     """
     from dgqa_data.distortions import DISTORTIONS
-    from dgqa_data.hub_folder import dataset_info_yaml
+    from dgqa_data.hub_folder import dataset_info_yaml, stamp_fingerprints
 
     num_rows = sum(counts.values())
     meta = card_metadata(
@@ -569,6 +569,7 @@ def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path, skipp
     meta["dataset_info"] = dataset_info_yaml(
         synth_features(), {("default", "train"): (num_rows, size)}, {("default", "train"): size}
     )
+    stamp_fingerprints(meta, work)
     specs = [
         {
             "id": s.id,

@@ -62,6 +62,18 @@ def test_random_plan_is_seeded(refs, tmp_path):
     assert ta != types(b)
 
 
+def test_same_name_outputs_load_their_own_rows(refs, tmp_path):
+    """Two synth outputs named alike, loaded in one HF_HOME: each card carries its content's hash."""
+    from dgqa_data.hub_folder import is_stamped, read_card_metadata
+
+    kw = {"plan": "random", "types_per_reference": 1, "levels": [2], "progress": False}
+    a = synthesize(refs, tmp_path / "a" / "s", seed=1, types=[1, 2], **kw)
+    b = synthesize(refs, tmp_path / "b" / "s", seed=1, types=[3, 4], **kw)
+    assert is_stamped(read_card_metadata(a)) and is_stamped(read_card_metadata(b))
+    assert {t for t in load(a)["distortion_type"] if t} <= {1, 2}
+    assert {t for t in load(b)["distortion_type"] if t} <= {3, 4}
+
+
 def test_byte_identical_whatever_the_process_count(refs, tmp_path):
     kw = {
         "plan": "full",
