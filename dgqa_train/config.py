@@ -141,6 +141,10 @@ class LoopConfig:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "discard checkpoints of an earlier run in output_dir"}
     )
+    allow_resume_mismatch: bool = field(
+        default=False,
+        metadata={"help": "resume even when the checkpoint was trained with other settings (dataset, batch size, ...)"},
+    )
     save_every_epochs: int = field(
         default=1, metadata={"help": "checkpoint every N epochs (0: only at the end)"}
     )

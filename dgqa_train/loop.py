@@ -11,6 +11,7 @@ checkpoint with its :class:`~dgqa_train.checkpoints.TrainState` marker.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import shutil
 import time
@@ -23,20 +24,50 @@ import torch
 from tqdm.auto import tqdm
 
 from dgqa_data.errors import DgqaError
-from dgqa_train.checkpoints import TrainState, checkpoint_number, find_checkpoint, mark_complete
+from dgqa_train.checkpoints import (
+    STATE_FILE,
+    TrainState,
+    changed_settings,
+    checkpoint_number,
+    find_checkpoint,
+    mark_complete,
+    verify,
+)
 from dgqa_train.config import LoopConfig, make_accelerator
+
+#: Settings a resume may change: they decide how long and how the run goes, not what it trains on or how.
+RESUME_MAY_CHANGE = (
+    "output_dir", "epochs", "max_steps", "num_workers", "resume_from_checkpoint", "overwrite_output_dir",
+    "allow_resume_mismatch", "save_every_epochs", "checkpointing_steps", "log_every", "report_to",
+    "push_to_hub", "hub_private",
+)  # fmt: skip
+
+
+def trained_settings(config: LoopConfig) -> dict[str, Any]:
+    """The settings that decide what a run trains (recorded in every checkpoint, compared on resume)."""
+    return {k: v for k, v in asdict(config).items() if k not in RESUME_MAY_CHANGE}
 
 
 def start_run(config: LoopConfig, out: Path) -> tuple[Any, Path | None]:
     """The Accelerator of a run and the checkpoint to resume from (None: a fresh start).
 
     Checkpoints of an earlier run are never silently mixed in: without ``resume_from_checkpoint`` they
-    are refused, unless ``overwrite_output_dir`` discards them.
+    are refused, unless ``overwrite_output_dir`` discards them; a checkpoint whose recorded settings
+    differ from this run's is refused (naming them) unless ``allow_resume_mismatch``.
     """
     accelerator = make_accelerator(
         out, config.mixed_precision, config.gradient_accumulation_steps, config.report_to, config.seed
     )
-    ckpt = find_checkpoint(out, config.resume_from_checkpoint)
+    ckpt = find_checkpoint(out, config.resume_from_checkpoint, say=accelerator.print)
+    if ckpt is not None:
+        changed = changed_settings(TrainState.load(ckpt), trained_settings(config))
+        if changed and not config.allow_resume_mismatch:
+            raise DgqaError(
+                f"{ckpt} was trained with other settings: {'; '.join(changed)}; resume with the same "
+                "settings, or pass --allow_resume_mismatch to continue with the new ones"
+            )
+        if changed:
+            accelerator.print(f"resuming {ckpt} with changed settings: {'; '.join(changed)}")
     root = out / "checkpoints"
     if ckpt is None and root.is_dir() and any(root.iterdir()):
         if not config.overwrite_output_dir and config.resume_from_checkpoint != "latest":
@@ -59,7 +90,13 @@ def restore(accelerator: Any, ckpt: Path | None) -> TrainState:
     accelerator.project_configuration.iteration = max(existing, default=-1) + 1
     if ckpt is None:
         return TrainState()
-    state = TrainState.load(ckpt)
+    state = verify(ckpt)
+    rng = logging.getLogger("accelerate.checkpointing")
+    refused = _Catch("Could not load random states")
+    level, propagate = rng.level, rng.propagate
+    rng.addHandler(refused)
+    rng.setLevel(logging.INFO)
+    rng.propagate = False  # Accelerate's own INFO lines stay quiet
     try:  # every file is read with weights_only: a pickle that asks to run code is refused
         accelerator.load_state(str(ckpt))
     except pickle.UnpicklingError as err:
@@ -68,10 +105,30 @@ def restore(accelerator: Any, ckpt: Path | None) -> TrainState:
         ) from None
     except RuntimeError as err:  # files this run's objects cannot take (e.g. another model)
         raise DgqaError(f"{ckpt}: cannot load this checkpoint: {str(err).splitlines()[0]}") from None
+    finally:
+        rng.removeHandler(refused)
+        rng.setLevel(level)
+        rng.propagate = propagate
+    if refused.seen:
+        accelerator.print(
+            f"note: Accelerate could not restore the random number state from {ckpt} (skipped); "
+            "the resumed run's random crops and shuffles differ from an uninterrupted run's"
+        )
     accelerator.print(
         f"resumed from {ckpt}: epoch {state.epoch}, step {state.global_step}, batch {state.batches_in_epoch}"
     )
     return state
+
+
+class _Catch(logging.Handler):
+    """Notes whether a log record with ``text`` went by."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.INFO)
+        self.text, self.seen = text, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen = self.seen or self.text in record.getMessage()
 
 
 def init_trackers(accelerator: Any, config: Any, project: str) -> None:
@@ -115,13 +172,28 @@ def fit(
     loss_count = torch.tensor(state.loss_count if main else 0, device=device, dtype=torch.float64)
     running, running_n = torch.zeros((), device=device), 0
     streaming = isinstance(loader.dataset, torch.utils.data.IterableDataset)
+    if not streaming and state.batches_in_epoch > len(loader):
+        raise DgqaError(
+            f"the checkpoint's {STATE_FILE} says {state.batches_in_epoch} batches of epoch {state.epoch + 1} "
+            f"are done, but an epoch has {len(loader)}"
+        )
+    state.settings = trained_settings(config)
 
     def save(batches_in_epoch: int) -> None:
         totals = accelerator.reduce(torch.stack([loss_sum, loss_count]), reduction="sum")
-        accelerator.save_state()
         state.batches_in_epoch = batches_in_epoch
         state.loss_sum, state.loss_count = float(totals[0]), int(totals[1])
-        mark_complete(accelerator, state)
+        folder = Path(accelerator.project_dir) / "checkpoints" / f"checkpoint_{accelerator.save_iteration}"
+        try:
+            accelerator.save_state()
+            mark_complete(accelerator, state)
+        except OSError as err:  # e.g. the disk is full: the torn folder goes, the complete ones stay
+            if accelerator.is_main_process:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise DgqaError(
+                f"could not save checkpoint {folder}: {err.strerror or err}; the earlier complete checkpoints are kept "
+                "(free space, then rerun with --resume_from_checkpoint latest)"
+            ) from None
 
     done = config.max_steps is not None and state.global_step >= config.max_steps
     while state.epoch < config.epochs and not done:

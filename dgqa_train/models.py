@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -94,13 +95,18 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a clear error."""
+        """Inverse of :meth:`to_dict`; unknown keys and values of the wrong type raise a clear error."""
+        if not isinstance(data, Mapping):
+            raise DgqaError(f"a model config must be a JSON object, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
             raise DgqaError(
-                f"unknown ModelConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}"
+                f"unknown ModelConfig keys {sorted(map(str, unknown))}; expected a subset of {sorted(known)}"
             )
+        for key, value in data.items():
+            if not _CONFIG_TYPES[key](value):
+                raise DgqaError(f"model config key {key!r} has the wrong type or value: {value!r}")
         return cls(**dict(data))
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -111,8 +117,36 @@ class ModelConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelConfig:
-        """Read a JSON file written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a JSON file written by :meth:`save` (a file that is not one is a :class:`DgqaError` naming it)."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, DgqaError) as err:
+            raise DgqaError(f"{path}: not a valid dgqa model config: {err}") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_rgb(v: Any) -> bool:
+    return v is None or (
+        isinstance(v, list) and len(v) == 3
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )  # fmt: skip
+
+
+#: What each ``config.json`` key may hold (a file edited by hand is checked before anything is built).
+_CONFIG_TYPES: dict[str, Any] = {
+    "backbone": lambda v: isinstance(v, str) and bool(v),
+    "task": lambda v: isinstance(v, str),
+    "num_outputs": lambda v: v is None or (_is_int(v) and v >= 1),
+    "pretrained": lambda v: isinstance(v, bool),
+    "crop_size": lambda v: _is_int(v) and v >= 1,
+    "features": lambda v: isinstance(v, str),
+    "mean": _is_rgb,
+    "std": _is_rgb,
+    "extra": lambda v: isinstance(v, dict),
+}
 
 
 def _json_default(obj: Any) -> Any:
@@ -270,6 +304,7 @@ def load_model(directory: str | os.PathLike[str], map_location: str | torch.devi
         directory: folder with ``config.json`` and ``model.safetensors``.
         map_location: device to load the weights to.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model as st_load_model
 
     folder = Path(directory)
@@ -292,9 +327,14 @@ def load_model(directory: str | os.PathLike[str], map_location: str | torch.devi
         )
     backbone, dim = with_features(backbone, dim, config.features)
     model = IQAModel(backbone, dim, config)
-    missing, unexpected = st_load_model(
-        model, str(folder / WEIGHTS_NAME), strict=False, device=str(map_location)
-    )
+    try:
+        missing, unexpected = st_load_model(
+            model, str(folder / WEIGHTS_NAME), strict=False, device=str(map_location)
+        )
+    except (SafetensorError, RuntimeError, OSError) as err:  # truncated, tampered or another model's weights
+        first = str(err).strip().splitlines()
+        detail = next((line.strip() for line in first if "mismatch" in line), first[0] if first else type(err).__name__)
+        raise DgqaError(f"{folder / WEIGHTS_NAME}: cannot load the weights ({detail})") from None
     if missing or unexpected:
         raise DgqaError(
             f"{folder / WEIGHTS_NAME} does not match the model in {CONFIG_NAME}: "

@@ -203,6 +203,14 @@ class _Evil:
         return (os.system, (f"touch {os.environ['DGQA_TEST_PWNED']}",))
 
 
+def restamp(ckpt: Path) -> None:
+    """Record a checkpoint folder's current files in its marker."""
+    from dgqa_train.checkpoints import STATE_FILE, file_records
+
+    state = json.loads((ckpt / STATE_FILE).read_text())
+    (ckpt / STATE_FILE).write_text(json.dumps(state | {"files": file_records(ckpt)}))
+
+
 def test_resume_never_unpickles_code_from_a_checkpoint_folder(kadid, tmp_path, monkeypatch):
     import pickle
 
@@ -217,12 +225,14 @@ def test_resume_never_unpickles_code_from_a_checkpoint_folder(kadid, tmp_path, m
     # Accelerate reads the RNG file with weights_only: the code pickle is refused (and the RNG state
     # skipped with a warning), the run goes on
     (ckpt / "random_states_0.pkl").write_bytes(pickle.dumps(_Evil()))
+    restamp(ckpt)  # an attacker who also rewrites the marker's file hashes
     results = run(kadid, tmp_path / "r", "--epochs", "2", "--resume_from_checkpoint", "latest")
     assert results["finished"] and not pwned.exists()
     latest = max(
         (tmp_path / "r" / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1])
     )
     (latest / "optimizer.bin").write_bytes(pickle.dumps(_Evil()))
+    restamp(latest)
     with pytest.raises(ValueError, match="refused to load a checkpoint file that is not plain"):
         run(kadid, tmp_path / "r", "--epochs", "3", "--resume_from_checkpoint", "latest")
     assert not pwned.exists()

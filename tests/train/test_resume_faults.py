@@ -1,0 +1,217 @@
+"""Fault matrix, resume and model folders (issue 19, sections 4 and 8): a resume with other settings
+is refused naming them; a torn or failed checkpoint is skipped, never used; a bad ``dgqa_state.json``,
+a refused RNG state and a broken model folder each give one line."""
+
+from __future__ import annotations
+
+import errno
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import accelerate.checkpointing
+import pytest
+
+from dgqa_data.build import build_corpus
+from dgqa_train import cli
+from dgqa_train.checkpoints import STATE_FILE, file_records
+from tests.fixtures.official import make_kadid10k
+from tests.train.test_train import restamp
+
+# 15 images, batch 4: 4 optimizer steps per epoch
+TINY = ["--backbone", "tiny-resnet", "--no_pretrained", "--crop_size", "32", "--test_crops", "1",
+        "--batch_size", "4", "--num_workers", "0"]  # fmt: skip
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    """``dgqa argv`` in process: (exit code, stdout, stderr)."""
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as err:
+        rc = err.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A 15-image dataset, a second one, and a finished 2-epoch run with checkpoint_0 and checkpoint_1."""
+    root = tmp_path_factory.mktemp("resume")
+    make_kadid10k(root / "raw", n_refs=1)
+    build_corpus("kadid10k", root / "raw", root / "ds", progress=False)
+    shutil.copytree(root / "ds", root / "ds2")
+    rc = cli.main(["train", *TINY, "--train_dataset", str(root / "ds"), "--output_dir", str(root / "run"),
+                   "--epochs", "2"])  # fmt: skip
+    assert rc == 0
+    return root
+
+
+def resume(world, tmp_path, capsys, *extra) -> tuple[int, str, str, Path]:
+    """Copy the finished run and resume it for a third epoch (``extra`` overrides flags)."""
+    out = tmp_path / "run"
+    if not out.exists():
+        shutil.copytree(world / "run", out)
+    argv = ["train", *TINY, "--train_dataset", world / "ds", "--output_dir", out, "--epochs", "3",
+            "--resume_from_checkpoint", "latest", *extra]  # fmt: skip
+    return (*run(capsys, *argv), out)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--batch_size", "5"], "batch_size (4 -> 5)"),
+        (["--train_dataset", "{ds2}"], "train_dataset ('{ds}' -> '{ds2}')"),
+        (["--lr_head", "0.001", "--seed", "7"], "lr_head (0.0002 -> 0.001); seed (123 -> 7)"),
+    ],
+)
+def test_a_resume_with_other_settings_is_refused_naming_them(world, tmp_path, capsys, extra, named):
+    names = {"ds": str(world / "ds"), "ds2": str(world / "ds2")}
+    before = file_records(world / "run")
+    rc, _, err, out = resume(world, tmp_path, capsys, *[a.format(**names) for a in extra])
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err  # refused before any progress bar
+    assert f"checkpoint_1 was trained with other settings: {named.format(**names)}; " in err
+    assert "--allow_resume_mismatch" in err
+    assert file_records(out) == before  # nothing trained, nothing written
+
+
+def test_an_explicit_override_resumes_and_says_what_changed(world, tmp_path, capsys):
+    rc, stdout, err, out = resume(world, tmp_path, capsys, "--batch_size", "5", "--allow_resume_mismatch")
+    assert rc == 0, err
+    assert "resuming " in stdout and "with changed settings: batch_size (4 -> 5)" in stdout
+    assert json.loads((out / "results.json").read_text())["history"][-1]["epoch"] == 3
+    # epochs and the run's bookkeeping may change without an override
+    rc, _, err, out = resume(world, tmp_path, capsys, "--epochs", "4", "--batch_size", "5", "--log_every", "3")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper", "delete"])
+def test_a_torn_newest_checkpoint_is_skipped_for_the_newest_that_verifies(world, tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    shutil.copytree(world / "run", out)
+    weights = out / "checkpoints" / "checkpoint_1" / "model.safetensors"
+    size = weights.stat().st_size
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:500])
+        why = f"has 500 bytes, not {size}"
+    elif damage == "tamper":
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        why = "has changed"
+    else:
+        weights.unlink()
+        why = "is missing"
+    rc, stdout, err, _ = resume(world, tmp_path, capsys)
+    assert rc == 0, err
+    assert f"skipping checkpoint checkpoint_1: {weights} {why} (torn or altered checkpoint)" in stdout
+    assert f"resumed from {out / 'checkpoints' / 'checkpoint_0'}: epoch 1, step 4" in stdout
+    history = json.loads((out / "results.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[-1]["step"] == 12
+    # named explicitly, the torn checkpoint is one line
+    rc, _, err = run(capsys, "train", *TINY, "--train_dataset", world / "ds", "--output_dir", tmp_path / "x",
+                     "--epochs", "3", "--resume_from_checkpoint", weights.parent)  # fmt: skip
+    assert rc == 2 and err.strip().endswith(f"{weights} {why} (torn or altered checkpoint)")
+
+
+def test_a_save_that_fails_on_a_full_disk_leaves_no_torn_checkpoint(world, tmp_path, capsys, monkeypatch):
+    real = accelerate.checkpointing.save
+    calls = []
+
+    def full_disk(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:  # checkpoint_1's optimizer file: half written, then the disk is full
+            Path(path).write_bytes(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(accelerate.checkpointing, "save", full_disk)
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--train_dataset", world / "ds", "--output_dir", out, "--epochs", "2"]
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2 and "Traceback" not in err
+    assert f"could not save checkpoint {out / 'checkpoints' / 'checkpoint_1'}: No space left on device;" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint_0"]
+    monkeypatch.setattr(accelerate.checkpointing, "save", real)
+    rc, stdout, err = run(capsys, *argv, "--resume_from_checkpoint", "latest")
+    assert rc == 0, err
+    assert "resumed from" in stdout and "checkpoint_0: epoch 1, step 4" in stdout
+
+
+BAD_STATES = [
+    ({"epoch": -1}, "epoch must be a whole number >= 0, got -1"),
+    ({"epoch": "1"}, "epoch must be a whole number >= 0, got '1'"),
+    ({"global_step": None}, "global_step must be a whole number >= 0, got None"),
+    ({"loss_sum": float("nan")}, "loss_sum must be a finite number, got nan"),
+    ({"history": "x"}, "history must be a list of epoch records, got 'x'"),
+    ({"files": {"model.safetensors": {"size": 1}}}, "files must be an object of {size, sha256} records"),
+    ("drop:batches_in_epoch", "batches_in_epoch is missing"),
+    ("text:[1, 2]", "not a dgqa checkpoint marker (a JSON object)"),
+    ("text:{not json", "not a dgqa checkpoint marker: Expecting property name"),
+    ({"batches_in_epoch": 10**9}, "says 1000000000 batches of epoch 3 are done, but an epoch has 4"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_STATES, ids=[m[:25] for _, m in BAD_STATES])
+def test_a_bad_state_file_is_one_line(world, tmp_path, capsys, change, message):
+    out = tmp_path / "run"
+    shutil.copytree(world / "run", out)
+    marker = out / "checkpoints" / "checkpoint_1" / STATE_FILE
+    state = json.loads(marker.read_text())
+    if isinstance(change, dict):
+        marker.write_text(json.dumps(state | change))
+    elif change.startswith("drop:"):
+        del state[change[5:]]
+        marker.write_text(json.dumps(state))
+    else:
+        marker.write_text(change[5:])
+    rc, _, err, _ = resume(world, tmp_path, capsys)
+    assert rc == 2 and "Traceback" not in err, err
+    assert message in err.strip().splitlines()[-1]
+    assert str(marker) in err or "batches_in_epoch" in change
+
+
+def test_a_refused_rng_state_is_said(world, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(world / "run", out)
+    ckpt = out / "checkpoints" / "checkpoint_1"
+    (ckpt / "random_states_0.pkl").write_bytes(pickle.dumps({"not": "a state"}))
+    restamp(ckpt)
+    rc, stdout, err, _ = resume(world, tmp_path, capsys)
+    assert rc == 0, err
+    notes = [line for line in stdout.splitlines() if "random number state" in line]
+    assert notes == [f"note: Accelerate could not restore the random number state from {ckpt} (skipped); "
+                     "the resumed run's random crops and shuffles differ from an uninterrupted run's"]  # fmt: skip
+    # an intact checkpoint restores it without a note
+    rc, stdout, _, _ = resume(world, tmp_path / "b", capsys)
+    assert rc == 0 and "random number state" not in stdout
+
+
+MODEL_DAMAGE = [
+    ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:1000]), "model.safetensors: cannot load the weights (Error while deserializing header"),
+    ("model.safetensors", lambda p: p.write_bytes(b"hello" * 20), "model.safetensors: cannot load the weights (Error while deserializing header"),
+    ("config.json", lambda p: p.write_text("{oops"), "config.json: not a valid dgqa model config: Expecting property name"),
+    ("config.json", lambda p: p.write_text(json.dumps(json.loads(p.read_text()) | {"crop_size": "32"})), "config.json: not a valid dgqa model config: model config key 'crop_size' has the wrong type or value: '32'"),
+    ("config.json", lambda p: p.write_text(json.dumps(json.loads(p.read_text()) | {"num_outputs": 3})), "model.safetensors: cannot load the weights (size mismatch for regress.weight"),
+    ("config.json", lambda p: p.write_bytes(b'{"backbone": "\xe9"}'), "config.json: not a valid dgqa model config: 'utf-8' codec can't decode"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), MODEL_DAMAGE, ids=[m[:40] for *_, m in MODEL_DAMAGE])
+def test_a_broken_model_folder_is_one_line_naming_the_file(world, tmp_path, capsys, name, damage, message):
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(world / "run" / f, model / f)
+    damage(model / name)
+    image = next((world / "raw").rglob("*.png"))
+    for argv in (
+        ["predict", "--model", model, image],
+        ["score", "--classifier", model, "--target", world / "ds", "--out", tmp_path / "s", "--crops", "1"],
+        ["train", *TINY, "--train_dataset", world / "ds", "--output_dir", tmp_path / "t", "--epochs", "1",
+         "--init_model", model],
+    ):  # fmt: skip
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and "Traceback" not in err, (argv[0], err)
+        line = err.strip().splitlines()[-1]
+        assert line.startswith(f"dgqa {argv[0]}: error: {model}/{message}"), line
