@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
-from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, get_corpus
+from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, get_corpus, safe_path
+from dgqa_data.csv_cells import escape_row
 from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.hub_folder import HubFolderWriter
 from dgqa_data.imagecheck import check_image_bytes
@@ -116,7 +117,7 @@ def build_corpus(
     skipped: list[Skip] = []
     seen: dict[str, str] = {}
     type_counts: Counter = Counter()
-    for entry in corpus.rows(root, **options):
+    for entry in _inside(corpus.rows(root, **options), root):
         if isinstance(entry, Skip):
             skipped.append(entry)
             continue
@@ -139,7 +140,7 @@ def build_corpus(
     del seen
 
     # Pass 2 streams the same rows (``rows`` is deterministic) into the writer.
-    items, ahead = itertools.tee(_unique_items(corpus.rows(root, **options), corpus))
+    items, ahead = itertools.tee(_unique_items(_inside(corpus.rows(root, **options), root), corpus))
 
     features = corpus.features(index_only)
     # the published splits (splits.csv) cover the scored corpora's default config
@@ -210,6 +211,19 @@ def _check_options(corpus: Corpus, options: dict[str, Any]) -> None:
         )
 
 
+def _inside(entries: Iterator[Item | Skip], root: Path) -> Iterator[Item | Skip]:
+    """The one rule of every builder: an image that resolves outside the corpus root (a symlink
+    out of it, ``..`` in a metadata name) is a bad item, never read."""
+    for entry in entries:
+        if isinstance(entry, Item):
+            checked = safe_path(
+                root, os.path.relpath(entry.path, root), entry.row.get("_where", str(entry.path))
+            )
+            if isinstance(checked, Skip):
+                entry = Skip(entry.row["image_id"], checked.where, checked.reason)
+        yield entry
+
+
 def _unique_items(entries: Iterator[Item | Skip], corpus: Corpus) -> Iterator[Item]:
     """The items of ``entries`` that pass 1 kept: first occurrence of each ``image_id``, scores on
     the corpus' scale (pass 2 of a build)."""
@@ -262,7 +276,7 @@ def skipped_csv(skipped: list[Skip]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image_id", "where", "reason"])
-    w.writerows((s.image_id, s.where, s.reason) for s in skipped)
+    w.writerows(escape_row((s.image_id, s.where, s.reason)) for s in skipped)
     return buf.getvalue()
 
 

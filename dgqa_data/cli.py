@@ -74,14 +74,22 @@ def build_parser(verbs: Iterable[Verb] = VERBS, prog: str = "python -m dgqa_data
 
 
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run its verb. A :class:`~dgqa_data.errors.DgqaError`, or an operating-system
-    error on a named path (missing, unreadable, unwritable), is a mistake the user can fix: one line,
-    exit code 2. Ctrl-C: one line, exit code 130. Anything else is a bug and keeps its traceback."""
+    """Parse ``argv`` and run its verb under :func:`guarded`."""
     args = parser.parse_args(argv)
-    name = f"{parser.prog} {args.command}"
     func: Callable[[argparse.Namespace], Any] = args.func
+    return guarded(f"{parser.prog} {args.command}", partial(func, args))
+
+
+def guarded(name: str, call: Callable[[], Any]) -> int:
+    """Run ``call`` as the verb ``name`` and return its exit code. A
+    :class:`~dgqa_data.errors.DgqaError`, or an operating-system error on a named path (missing,
+    unreadable, unwritable), is a mistake the user can fix: one line, exit code 2. Ctrl-C: one line,
+    exit code 130. Anything else is a bug and keeps its traceback.
+
+    Every entry point goes through it: ``dgqa``, ``python -m dgqa_data`` and the launch scripts
+    (``sys.exit(guarded("dgqa train", main))``)."""
     try:
-        rc = func(args)
+        rc = call()
     except DgqaError as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2

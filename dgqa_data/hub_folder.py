@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from collections import defaultdict
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from dgqa_data.errors import MissingInputError, OutputExistsError
-from dgqa_data.paths import owner_alive, process_owner
+from dgqa_data.paths import OUTPUT_MARKER, check_folder, owner_alive, process_owner
 
 SHARD_BYTES = 500 * 2**20  # Hub guidance: a few hundred MB per parquet file
 ROW_GROUP_ROWS = 100  # small row groups keep image datasets streamable
@@ -164,8 +165,21 @@ def is_stamped(meta: dict[str, Any]) -> bool:
     )
 
 
+#: Inside every temporary folder a dataset writer makes (``.<name>.tmp-*``, ``.<name>.old-*``):
+#: :func:`recover_interrupted` touches no folder without it.
+TEMP_MARKER = ".dgqa-temporary"
+#: What :data:`~dgqa_data.paths.OUTPUT_MARKER` of a dataset folder names as its writer.
+DATASET_VERB = "dataset"
+
+
+def _mark_temporary(folder: Path) -> None:
+    (folder / TEMP_MARKER).write_text("a temporary folder of dgqa; removed or restored by the next run\n")
+
+
 def recover_interrupted(out: Path) -> list[str]:
     """Clean up after runs that were killed while writing ``out``; returns what was done.
+
+    Only folders carrying :data:`TEMP_MARKER` are touched (a user's ``.mydata.old-2024`` is not):
 
     * ``.<name>.old-*``: a replacement killed between its two renames. When ``out`` is missing this
       is the last complete dataset and is moved back; otherwise it is garbage and removed.
@@ -175,18 +189,67 @@ def recover_interrupted(out: Path) -> list[str]:
     done = []
     parent = out.parent
     for old in sorted(parent.glob(f".{out.name}.old-*")):
+        if not (old / TEMP_MARKER).is_file():
+            continue
         if not out.exists():
             old.rename(out)
             done.append(f"restored {out} from {old.name}")
         else:
             shutil.rmtree(old, ignore_errors=True)
             done.append(f"removed {old.name}")
+    (out / TEMP_MARKER).unlink(missing_ok=True)  # left in place by a run killed around its renames
     for tmp in sorted(parent.glob(f".{out.name}.tmp-*")):
         owner = tmp.name.removeprefix(f".{out.name}.tmp-").rsplit("-", 1)[0]
-        if not owner_alive(owner):
+        if (tmp / TEMP_MARKER).is_file() and not owner_alive(owner):
             shutil.rmtree(tmp, ignore_errors=True)
             done.append(f"removed {tmp.name}")
     return done
+
+
+def dataset_files(folder: Path) -> set[str] | None:
+    """The files (relative paths) an earlier dgqa dataset writer put in ``folder``, as its
+    :data:`~dgqa_data.paths.OUTPUT_MARKER` lists them; every file of a folder whose card carries
+    content fingerprints but no marker (written before markers existed); None: not a dgqa dataset."""
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file():
+        verb, *files = marker.read_text(encoding="utf-8").splitlines()
+        return set(files) if verb == DATASET_VERB else None
+    card = folder / "README.md"
+    try:
+        stamped = card.is_file() and is_stamped(parse_card(card.read_text(encoding="utf-8"))[0])
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError):
+        stamped = False
+    return (
+        {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()} if stamped else None
+    )
+
+
+def _kept_files(old: Path, new: Path) -> list[str]:
+    """Files of the folder ``old`` (about to be replaced by ``new``) that no dgqa dataset writer
+    wrote: they move into the new folder. Refused if the new folder has a file of the same name."""
+    ours = dataset_files(old) or set()
+    kept = sorted(
+        rel
+        for p in old.rglob("*")
+        if not p.is_dir() and (rel := p.relative_to(old).as_posix()) not in ours and rel != OUTPUT_MARKER
+    )
+    clash = [rel for rel in kept if (new / rel).exists() or (new / rel).is_symlink()]
+    if clash:
+        raise OutputExistsError(
+            f"{old} holds {', '.join(clash[:5])}, which dgqa did not write and the new dataset would replace; "
+            "--overwrite never replaces files dgqa did not write: move them away or choose another --out"
+        )
+    return kept
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    if src.is_symlink():
+        dest.symlink_to(src.readlink())
+        return
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
 
 
 class HubFolderWriter:
@@ -218,10 +281,15 @@ class HubFolderWriter:
             raise OutputExistsError(
                 f"{self.out} already exists; pass overwrite=True (--overwrite) to replace it"
             )
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputExistsError(f"{self.out} is a file, not a dataset folder")
+        if self.out.is_dir() and dataset_files(self.out) is None:  # another folder: keep every file
+            check_folder(self.out, DATASET_VERB, overwrite=True, writes=("README.md", "data"))
         self.out.parent.mkdir(parents=True, exist_ok=True)
         # the temporary folder names its owner (host, pid) so that a later run can tell it is stale
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{process_owner()}-{uuid.uuid4().hex[:8]}"
         (self.tmp / "data").mkdir(parents=True)
+        _mark_temporary(self.tmp)
         self.features = features
         self.schema = features.arrow_schema
         self.shard_bytes = shard_bytes
@@ -309,13 +377,29 @@ class HubFolderWriter:
                 f"{self.out} appeared while this run was writing it (another run?); it was left as it is and "
                 "this run's output discarded: rerun with --overwrite to replace it"
             )
+        kept = []
+        if self.out.exists():
+            try:
+                kept = _kept_files(self.out, self.tmp)
+            except OutputExistsError:
+                self.abort()
+                raise
+        written = sorted(p.relative_to(self.tmp).as_posix() for p in self.tmp.rglob("*") if not p.is_dir())
+        (self.tmp / OUTPUT_MARKER).write_text(
+            "\n".join([DATASET_VERB, *(f for f in written if f != TEMP_MARKER)]) + "\n", encoding="utf-8"
+        )
+        for rel in kept:  # linked (or copied) before the renames: a crash loses none of them
+            (self.tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(self.out / rel, self.tmp / rel)
         if self.out.exists():
             old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            _mark_temporary(self.out)
             self.out.rename(old)
             self.tmp.rename(self.out)
             shutil.rmtree(old)
         else:
             self.tmp.rename(self.out)
+        (self.out / TEMP_MARKER).unlink()
         return self.out
 
     def dataset_info(self) -> list[dict[str, Any]]:

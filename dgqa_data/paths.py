@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from dgqa_data.errors import DgqaError
+from dgqa_data.errors import DgqaError, OutputExistsError
 
 
 def local_path(spec: str | Path) -> Path | None:
@@ -79,6 +80,62 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
+#: In every output folder a verb claimed (:func:`claim_folder`): the verb's name, one line.
+OUTPUT_MARKER = ".dgqa-output"
+
+
+def check_folder(
+    folder: str | Path,
+    verb: str,
+    *,
+    overwrite: bool = False,
+    writes: tuple[str, ...] = (),
+    flag: str = "--out",
+    overwrite_flag: str = "--overwrite",
+) -> bool:
+    """The one rule for output folders; True when ``folder`` is ``verb``'s own earlier output.
+
+    A missing or empty folder, or the verb's own earlier output (its :data:`OUTPUT_MARKER` names the
+    verb), is the verb's. Any other non-empty folder is refused unless the verb's overwrite flag is
+    given; even then no file dgqa did not write is deleted or replaced: a folder already holding one
+    of the names the verb writes (``writes``) is refused, naming them.
+
+    Raises:
+        OutputExistsError: the folder holds files that are not this verb's.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{flag} {folder} is a file, not a folder")
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file() and marker.read_text(encoding="utf-8").partition("\n")[0] == verb:
+        return True
+    if not folder.is_dir():
+        return False
+    theirs = sorted(p.name for p in folder.iterdir() if p.name not in (OUTPUT_MARKER, LOCK_NAME))
+    if theirs and not overwrite:
+        shown = ", ".join(theirs[:5]) + (", ..." if len(theirs) > 5 else "")
+        raise OutputExistsError(
+            f"{flag} {folder} is not empty ({shown}) and is not the output of an earlier dgqa {verb}: "
+            f"choose a new or empty folder, or pass {overwrite_flag} to write beside those files"
+        )
+    clash = [name for name in writes if (folder / name).exists()]
+    if theirs and clash:
+        raise OutputExistsError(
+            f"{flag} {folder} holds {', '.join(clash)}, which dgqa did not write and dgqa {verb} would "
+            f"replace; {overwrite_flag} never replaces files dgqa did not write: choose another folder"
+        )
+    return False
+
+
+def claim_folder(folder: str | Path, verb: str, **rule) -> None:
+    """Claim ``folder`` as ``verb``'s output folder (see :func:`check_folder` for ``rule``): created
+    if needed and marked as the verb's."""
+    folder = Path(folder)
+    if not check_folder(folder, verb, **rule):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / OUTPUT_MARKER).write_text(verb + "\n", encoding="utf-8")
+
+
 LOCK_NAME = ".dgqa.lock"
 #: An empty lock file (its owner is being written, or its writer was killed right after creating it)
 #: counts as held for this many seconds, then as abandoned.
@@ -115,7 +172,7 @@ def claim_lock(lock: str | Path) -> str | None:
 
 
 @contextmanager
-def run_lock(folder: str | Path, main_process: bool = True) -> Iterator[Path]:
+def run_lock(folder: str | Path, main_process: bool = True, claim: dict | None = None) -> Iterator[Path]:
     """Hold ``folder/.dgqa.lock`` while a run writes ``folder`` (created if needed).
 
     A second run into the same folder is refused while the first one's process is alive; a lock
@@ -125,15 +182,19 @@ def run_lock(folder: str | Path, main_process: bool = True) -> Iterator[Path]:
         folder: the output folder.
         main_process: whether this process takes the lock (in a distributed run only process 0
             does; the others just run).
+        claim: keyword arguments of :func:`claim_folder` (``verb``, ``overwrite``, ``writes``,
+            ...): the folder is claimed for that verb before the lock is taken.
 
     Raises:
-        DgqaError: another live run holds the folder.
+        DgqaError: another live run holds the folder, or (``claim``) it is not the verb's.
     """
     folder = Path(folder)
     if not main_process:
         yield folder
         return
     created = not folder.exists()
+    if claim is not None:
+        claim_folder(folder, **claim)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
     owner = claim_lock(lock)
@@ -148,5 +209,5 @@ def run_lock(folder: str | Path, main_process: bool = True) -> Iterator[Path]:
         yield folder
     finally:
         lock.unlink(missing_ok=True)
-        if created and not any(folder.iterdir()):
-            folder.rmdir()  # a run that failed before writing anything leaves nothing behind
+        if created and all(p.name == OUTPUT_MARKER for p in folder.iterdir()):
+            shutil.rmtree(folder)  # a run that failed before writing anything leaves nothing behind

@@ -134,6 +134,38 @@ def local_files(folder: str | Path, ignore_patterns: Sequence[str] = HIDDEN) -> 
     return {path: files[path] for path in keep}
 
 
+def check_repo_id(repo_id: str, flag: str = "--repo-id") -> str:
+    """``repo_id`` if it is a valid Hub ``ORG/NAME`` id, else one line saying why not."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        valid = repo_id.count("/") == 1
+    except HFValidationError:
+        valid = False
+    if not valid:
+        raise PublishError(
+            f"{flag} must be ORG/NAME (letters, digits, '-', '_', '.'; no '..' or '--'), got {repo_id!r}"
+        )
+    return repo_id
+
+
+def check_symlinks(folder: Path, files: dict[str, Path]) -> None:
+    """Refuse files that are (or sit under) a symlink resolving outside ``folder``: nothing outside
+    what the user named is uploaded."""
+    base = folder.resolve()
+    outside = [
+        f"{path} -> {f.resolve()}" for path, f in files.items() if not f.resolve().is_relative_to(base)
+    ]
+    if outside:
+        raise PublishError(
+            f"{folder} holds symlinks that resolve outside it, which would upload files from elsewhere: "
+            f"{'; '.join(outside[:5])}{' ...' if len(outside) > 5 else ''}; replace them with the files "
+            "themselves or remove them"
+        )
+
+
 def _check_folder(folder: Path, repo_type: str) -> None:
     if not folder.is_dir():
         raise PublishError(f"{folder} is not a folder")
@@ -287,12 +319,12 @@ def publish(
     """
     from huggingface_hub import HfApi
 
-    if "/" not in repo_id:
-        raise PublishError(f"--repo-id must be ORG/NAME, got {repo_id!r}")
+    check_repo_id(repo_id)
     folder = Path(folder).expanduser()
     _check_folder(folder, repo_type)
     ignore = [*HIDDEN, *ignore_patterns]
     local = local_files(folder, ignore)
+    check_symlinks(folder, local)
     revision = revision or "main"
     token = token if token is not None else resolve_token()
     if token is None and not dry_run:
@@ -371,6 +403,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    check_repo_id(args.repo_id)
     token = resolve_token(args.token_env)
     try:
         report = publish(

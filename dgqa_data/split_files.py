@@ -17,7 +17,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from dgqa_data.csv_cells import escape_row, unescape
 from dgqa_data.errors import DgqaError, MissingInputError, OutputExistsError
+from dgqa_data.paths import check_output
 from dgqa_data.splits import (
     PARTS,
     TABLE_CSV,
@@ -67,12 +69,12 @@ def export_table(table: SplitTable, name: str | None = None) -> str:
             )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "mos", "std", *cols.values()])
+    w.writerow(escape_row(["name", "mos", "std", *cols.values()]))
     parts = [table.parts(c) for c in cols]
     blank = [""] * len(table.image_ids)
     mos, std = table.columns.get("mos", blank), table.columns.get("mos_std", blank)
     for i, image_id in enumerate(table.image_ids):
-        w.writerow([image_id, mos[i], std[i], *(p[i] for p in parts)])
+        w.writerow(escape_row([image_id, mos[i], std[i], *(p[i] for p in parts)]))
     return buf.getvalue()
 
 
@@ -176,7 +178,7 @@ def import_splits(
         text = file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise DgqaError(f"{file} is not a CSV text file (not UTF-8: {err.reason} at byte {err.start})") from None
-    reader = csv.reader(io.StringIO(text))
+    reader = ([unescape(c) for c in cells] for cells in csv.reader(io.StringIO(text)))  # ours are escaped
     header = [h.strip() for h in next(reader, [])]
     if not header:
         raise DgqaError(f"{file}: empty file")
@@ -358,6 +360,8 @@ def run(args: argparse.Namespace) -> int:
     """``dgqa splits export|import``."""
     if args.action == "export":
         out = None if args.out == "-" else Path(args.out)
+        if out is not None:
+            check_output(out, {"dataset": args.dataset})
         if out is not None and out.exists() and not args.overwrite:
             raise OutputExistsError(f"--out {out} exists; pass --overwrite to replace it")
         folder = local_folder(args.dataset)

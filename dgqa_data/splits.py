@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from dgqa_data.csv_cells import escape_row, unescape
 from dgqa_data.errors import DgqaError, MissingInputError
 
 #: Seed of the published splits (split ``k`` uses ``numpy.random.default_rng((SPLIT_SEED, k))``).
@@ -179,10 +180,10 @@ class SplitTable:
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["image_id", *self.columns])
+        w.writerow(escape_row(["image_id", *self.columns]))
         cols = list(self.columns.values())
         for i, image_id in enumerate(self.image_ids):
-            w.writerow([image_id, *(c[i] for c in cols)])
+            w.writerow(escape_row([image_id, *(c[i] for c in cols)]))
         return buf.getvalue()
 
     def to_arrow(self):
@@ -206,7 +207,7 @@ class SplitTable:
 
     @classmethod
     def from_csv(cls, text: str, where: str = TABLE_CSV) -> SplitTable:
-        reader = csv.reader(io.StringIO(text))
+        reader = ([unescape(c) for c in cells] for cells in csv.reader(io.StringIO(text)))
         header = next(reader, None)
         if not header or header[0] != "image_id":
             raise DgqaError(f"{where}: not a dgqa splits table (the header must start with image_id)")

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
 from dgqa_data.corpora.base import CorpusError
+from dgqa_data.csv_cells import escape
 from dgqa_data.errors import DgqaError, OutputExistsError, at_least
 from dgqa_data.paths import check_output, claim_lock
 from dgqa_data.schema import base_features, domain_of
@@ -465,8 +466,18 @@ def _worker_shard(shard: int) -> int:
 
 
 def _prepare_work(work: Path, cfg: SynthPlan, fmt: str) -> None:
-    (work / ("data" if fmt == "dataset" else "dist_imgs")).mkdir(parents=True, exist_ok=True)
     plan_file = work / "plan.json"
+    # a synth's partial output has its plan (or, while another process of this run starts, its first
+    # folder); anything else is not synth's to write into
+    first = ("data", "dist_imgs")
+    if not plan_file.is_file() and work.is_dir() and any(
+        p.name not in first and not p.name.startswith("plan.tmp-") for p in work.iterdir()
+    ):
+        raise OutputExistsError(
+            f"{work} exists and is not the partial output of a dgqa synth (no plan.json); synth would "
+            "write into it: move it away or choose another --out"
+        )
+    (work / ("data" if fmt == "dataset" else "dist_imgs")).mkdir(parents=True, exist_ok=True)
     state = {"plan": asdict(cfg), "format": fmt, "key": cfg.key()}
     if plan_file.exists():
         old = json.loads(plan_file.read_text())
@@ -515,7 +526,7 @@ def _finalize(
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["reference", "reason"])
         writer.writeheader()
-        writer.writerows(skipped)
+        writer.writerows({k: escape(v) for k, v in s.items()} for s in skipped)
         (work / "skipped.csv").write_text(buf.getvalue())
     if fmt == "kadis-files":
         _write_kadis_csv(work, [r for r in refs if r.ref_id not in bad], cfg)

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from dgqa_data.csv_cells import escape
 from dgqa_data.errors import DgqaError, at_least
-from dgqa_data.paths import check_output
+from dgqa_data.paths import check_output, run_lock
 from dgqa_data.splits import NUM_SPLITS
 from dgqa_train.config import parse_config
 from dgqa_train.train import RESULTS_NAME, TrainConfig, config_hash
@@ -281,7 +282,7 @@ def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         w = csv.DictWriter(f, fieldnames=LEADERBOARD_COLUMNS)
         w.writeheader()
         w.writerows(
-            {k: ("" if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+            {k: ("" if isinstance(v, float) and not np.isfinite(v) else escape(v)) for k, v in r.items()}
             for r in rows
         )
     md = [
@@ -360,47 +361,48 @@ def run_bench(
     if not 1 <= n_splits <= NUM_SPLITS:
         raise DgqaError(f"--splits must be in 1..{NUM_SPLITS} (the published seeded splits), got {n_splits}")
     check_output(out, {f"dataset {s}": s for s in [*trains, *evals]})
-    seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
-    cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []), n_splits)
-    for train in trains:
-        for spec in evals:
-            if is_all_splits(spec) and not is_all_splits(train) and _same_dataset(train, spec):
-                logger.warning(
-                    "train set %s holds images of the test parts of %s (in-dataset: train on %s:split-* instead)",
-                    train,
-                    spec,
-                    split_of(train)[0],
-                )
-    summary: dict[str, Any] = {"ran": [], "skipped": [], "failed": []}
-    bar = tqdm(cells, desc="bench cells", unit="cell", disable=not progress)
-    for cell in bar:
-        name = str(cell.output_dir.relative_to(out))
-        bar.set_postfix_str(name)
-        if is_finished(cell):
-            logger.info("skip %s (finished, same config)", name)
-            summary["skipped"].append(name)
-            continue
-        logger.info("run %s", name)
-        try:
-            run_cell(cell, launcher)
-            summary["ran"].append(name)
-        except (Exception, SystemExit) as err:  # noqa: BLE001 - one failed cell must not lose the others
-            logger.error("cell %s failed: %s", name, err)
-            summary["failed"].append({"cell": name, "error": str(err)})
-    rows = leaderboard(cells, evals, n_splits)
-    summary["leaderboard"] = rows
-    summary["files"] = [str(p) for p in write_leaderboard(rows, out)]
-    bench = {
-        "backbones": backbones,
-        "train": trains,
-        "eval": evals,
-        "seeds": seed_list,
-        "splits": n_splits,
-        "train_args": train_args,
-    }
-    (out / "bench.json").write_text(
-        json.dumps({**bench, **{k: summary[k] for k in ("ran", "skipped", "failed")}}, indent=2)
-    )
+    with run_lock(out, claim={"verb": "bench"}):  # one bench per folder; a failed start leaves none
+        seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
+        cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []), n_splits)
+        for train in trains:
+            for spec in evals:
+                if is_all_splits(spec) and not is_all_splits(train) and _same_dataset(train, spec):
+                    logger.warning(
+                        "train set %s holds images of the test parts of %s (in-dataset: train on %s:split-* instead)",
+                        train,
+                        spec,
+                        split_of(train)[0],
+                    )
+        summary: dict[str, Any] = {"ran": [], "skipped": [], "failed": []}
+        bar = tqdm(cells, desc="bench cells", unit="cell", disable=not progress)
+        for cell in bar:
+            name = str(cell.output_dir.relative_to(out))
+            bar.set_postfix_str(name)
+            if is_finished(cell):
+                logger.info("skip %s (finished, same config)", name)
+                summary["skipped"].append(name)
+                continue
+            logger.info("run %s", name)
+            try:
+                run_cell(cell, launcher)
+                summary["ran"].append(name)
+            except (Exception, SystemExit) as err:  # noqa: BLE001 - one failed cell must not lose the others
+                logger.error("cell %s failed: %s", name, err)
+                summary["failed"].append({"cell": name, "error": str(err)})
+        rows = leaderboard(cells, evals, n_splits)
+        summary["leaderboard"] = rows
+        summary["files"] = [str(p) for p in write_leaderboard(rows, out)]
+        bench = {
+            "backbones": backbones,
+            "train": trains,
+            "eval": evals,
+            "seeds": seed_list,
+            "splits": n_splits,
+            "train_args": train_args,
+        }
+        (out / "bench.json").write_text(
+            json.dumps({**bench, **{k: summary[k] for k in ("ran", "skipped", "failed")}}, indent=2)
+        )
     return summary
 
 

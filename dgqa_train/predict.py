@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dgqa_data.errors import DgqaError, MissingInputError, at_least
+from dgqa_data.csv_cells import escape_row
+from dgqa_data.errors import DgqaError, MissingInputError, OutputExistsError, at_least
 from dgqa_data.paths import check_output
 from dgqa_train.data import CropDataset, make_loader, norm_tensors
 from dgqa_train.evaluate import predict_batches
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> None:
     if args.out:
         inputs = {"model": args.model, "dataset": args.dataset, **{f"image {p}": p for p in args.images}}
         check_output(args.out, inputs)
+        _check_csv_out(Path(args.out), args.overwrite)
     model = load_model(args.model)
     if torch.cuda.is_available():
         model = model.cuda()
@@ -136,12 +139,36 @@ def run(args: argparse.Namespace) -> None:
     for name, reason in skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["image", "quality", "skipped"])
-            w.writerows((name, f"{q:.6f}", "") for name, q in rows)
-            w.writerows((name, "", reason) for name, reason in skipped)
+            w.writerow(CSV_HEADER)
+            w.writerows(escape_row((name, f"{q:.6f}", "")) for name, q in rows)
+            w.writerows(escape_row((name, "", reason)) for name, reason in skipped)
+        os.replace(tmp, out)
+
+
+#: The header of the CSV ``--out`` writes (how a later run knows the file is predict's own).
+CSV_HEADER = ["image", "quality", "skipped"]
+
+
+def _check_csv_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that exists and is not an earlier ``dgqa predict`` CSV, unless ``--overwrite``."""
+    if out.is_dir():
+        raise OutputExistsError(f"--out {out} is a folder; give the CSV file to write")
+    if not out.exists() or overwrite:
+        return
+    try:
+        with open(out, newline="", encoding="utf-8") as f:
+            own = next(csv.reader(f), None) == CSV_HEADER
+    except (UnicodeDecodeError, csv.Error):
+        own = False
+    if not own:
+        raise OutputExistsError(
+            f"--out {out} exists and is not a CSV written by dgqa predict; pass --overwrite to replace it"
+        )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -150,6 +177,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="folder written by `dgqa train`")
     p.add_argument("--dataset", help="score every row of this dataset (PATH[:SPLIT]) instead of files")
     p.add_argument("--out", help="also write a CSV (image,quality)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out even if it is not an earlier predict CSV"
+    )
     p.add_argument("--crops", type=at_least(1), default=5, help="seeded crops averaged per image")
     p.add_argument(
         "--skip-bad",

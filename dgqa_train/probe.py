@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dgqa_data.errors import DgqaError, at_least
-from dgqa_data.paths import check_output
+from dgqa_data.paths import check_output, run_lock
 from dgqa_train.data import center_crop, decode_rgb, load_iqa_dataset, reference_groups
 from dgqa_train.models import IQAModel, build_model
 
@@ -370,21 +370,21 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``dgqa probe``: fit, print a table, write ``<out>/probe.json``."""
     out = Path(args.out)
     check_output(out, {f"dataset {s}": s for s in [*args.train, args.eval]})
-    records = probe(
-        args.train,
-        args.eval,
-        backbone=args.backbone,
-        pretrained=not args.no_pretrained,
-        features=args.features,
-        crop_size=args.crop_size,
-        head=args.head,
-        seeds=range(args.seeds),
-        cache_dir=args.cache_dir or out / "features",
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".probe.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(records, indent=2) + "\n")
-    tmp.replace(out / "probe.json")  # a second run into the same folder replaces it whole
+    with run_lock(out, claim={"verb": "probe"}):  # a failed run leaves no folder it made
+        records = probe(
+            args.train,
+            args.eval,
+            backbone=args.backbone,
+            pretrained=not args.no_pretrained,
+            features=args.features,
+            crop_size=args.crop_size,
+            head=args.head,
+            seeds=range(args.seeds),
+            cache_dir=args.cache_dir or out / "features",
+        )
+        tmp = out / f".probe.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(records, indent=2) + "\n")
+        tmp.replace(out / "probe.json")  # a second run into the same folder replaces it whole
     for r in records:
         print(
             f"{r['train']}  seed {r['seed']}  SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  ({r['train_images']} images)"

@@ -46,7 +46,15 @@ from dgqa_train.data import (  # noqa: E402
 from dgqa_train.evaluate import METRIC_LABELS, evaluate_loader, json_safe  # noqa: E402
 from dgqa_train.loop import fit, init_trackers, restore, start_run  # noqa: E402
 from dgqa_train.metrics import plcc_loss  # noqa: E402
-from dgqa_train.models import IQAModel, ModelConfig, build_model, load_model, save_model  # noqa: E402
+from dgqa_train.models import (  # noqa: E402
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    IQAModel,
+    ModelConfig,
+    build_model,
+    load_model,
+    save_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +146,10 @@ class TrainConfig(LoopConfig):
             raise DgqaError("--train_dataset is required to train (use --epochs 0 to only evaluate)")
         if self.epochs == 0 and not self.eval_datasets:
             raise DgqaError("--epochs 0 evaluates only, so it needs --eval_datasets")
+        if self.push_to_hub:
+            from dgqa_data.publish import check_repo_id
+
+            check_repo_id(self.push_to_hub, "--push_to_hub")  # before hours of training, not after
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -204,7 +216,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     check_output(
         out, inputs | {f"eval dataset {i + 1}": s for i, s in enumerate(config.eval_datasets)}, "--output_dir"
     )
-    with run_lock(out, main_process=int(os.environ.get("RANK", "0")) == 0):
+    claim = {
+        "verb": "train",
+        "overwrite": config.overwrite_output_dir,
+        "writes": (WEIGHTS_NAME, CONFIG_NAME, "README.md", RESULTS_NAME, TRAIN_CONFIG_NAME, "checkpoints"),
+        "flag": "--output_dir",
+        "overwrite_flag": "--overwrite_output_dir",
+    }
+    with run_lock(out, main_process=int(os.environ.get("RANK", "0")) == 0, claim=claim):
         return _train(config, out)
 
 
@@ -359,4 +378,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dgqa_data.cli import guarded
+
+    sys.exit(guarded("dgqa train", main))

@@ -431,3 +431,37 @@ def test_token_env_names_a_variable(monkeypatch):
     with pytest.raises(PublishError, match="MY_HUB_TOKEN"):
         resolve_token("MY_HUB_TOKEN")
     assert redact("bad token hf_secret123 here", "hf_secret123") == "bad token *** here"
+
+
+# -- issue 19: nothing outside the folder goes up; a bad repo id is refused before anything -------
+def test_symlinks_out_of_the_folder_are_refused_by_name(hub, dataset_dir, tmp_path, capsys):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the Hub\n")
+    (dataset_dir / "notes.txt").unlink()
+    (dataset_dir / "notes.txt").symlink_to(secret)
+    (dataset_dir / "card-copy.md").symlink_to(dataset_dir / "README.md")  # inside the folder: fine
+    for dry_run in (True, False):
+        with pytest.raises(PublishError) as err:
+            publish(dataset_dir, REPO, dry_run=dry_run, token=TOKEN)
+        assert str(err.value) == (
+            f"{dataset_dir} holds symlinks that resolve outside it, which would upload files from elsewhere: "
+            f"notes.txt -> {secret}; replace them with the files themselves or remove them"
+        )
+    assert hub.calls == []
+    assert main(["publish", str(dataset_dir), "--repo-id", REPO, "--dry-run"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    (dataset_dir / "notes.txt").unlink()
+    assert "card-copy.md" in {f.path for f in publish(dataset_dir, REPO, dry_run=True, token=TOKEN).files}
+
+
+@pytest.mark.parametrize("repo_id", ["a/b/c", "../../etc", "org/na me!", "x", "org/a--b"])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_bad_repo_id_is_one_line_before_anything(hub, dataset_dir, capsys, repo_id, dry_run):
+    argv = ["publish", str(dataset_dir), "--repo-id", repo_id, *(["--dry-run"] if dry_run else [])]
+    argv += ["--token-env", "UNSET_TOKEN_VARIABLE"]  # the id is checked even before the token
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "python -m dgqa_data publish: error: --repo-id must be ORG/NAME (letters, digits, '-', '_', '.'; "
+        f"no '..' or '--'), got {repo_id!r}\n"
+    )
+    assert hub.calls == [] and hub.tokens == []

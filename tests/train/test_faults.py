@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -294,7 +295,7 @@ def test_leftovers_of_killed_runs_are_cleaned_or_restored(tmp_path):
     import os
     import socket
 
-    from dgqa_data.hub_folder import recover_interrupted
+    from dgqa_data.hub_folder import TEMP_MARKER, recover_interrupted
 
     host = socket.gethostname().replace("-", "_")
     dead = 4_000_000  # above any pid this machine hands out
@@ -304,16 +305,27 @@ def test_leftovers_of_killed_runs_are_cleaned_or_restored(tmp_path):
     live = tmp_path / f".ds.tmp-{host}-{os.getpid()}-00c0ffee"
     remote = tmp_path / ".ds.tmp-elsewhere-1-12345678"
     old = tmp_path / ".ds.old-12345678"  # killed between "out -> old" and "tmp -> out"
-    for folder in (stale, live, remote, old):
+    # a user's own folders named like leftovers carry no marker: never touched (issue 19, section 2)
+    users = [tmp_path / ".ds.old-2024", tmp_path / f".ds.tmp-{host}-{dead}-mine"]
+    for folder in (stale, live, remote, old, *users):
         (folder / "data").mkdir(parents=True)
+        (folder / "data" / "x.txt").write_text("kept")
+    for folder in (stale, live, remote, old):
+        (folder / TEMP_MARKER).write_text("")
     (old / "README.md").write_text("the last complete dataset")
     done = recover_interrupted(tmp_path / "ds")
     assert (tmp_path / "ds" / "README.md").read_text() == "the last complete dataset"
+    assert not (tmp_path / "ds" / TEMP_MARKER).exists()
     assert not stale.exists() and live.exists() and remote.exists()
     assert done == [f"restored {tmp_path / 'ds'} from .ds.old-12345678", f"removed {stale.name}"]
     # with the dataset in place, a leftover .old is garbage
     (tmp_path / ".ds.old-87654321").mkdir()
+    (tmp_path / ".ds.old-87654321" / TEMP_MARKER).write_text("")
     assert recover_interrupted(tmp_path / "ds") == ["removed .ds.old-87654321"]
+    assert all((u / "data" / "x.txt").read_text() == "kept" for u in users)
+    # without the dataset, the user's .old folder is still not moved into its place
+    shutil.rmtree(tmp_path / "ds")
+    assert recover_interrupted(tmp_path / "ds") == [] and not (tmp_path / "ds").exists()
 
 
 def _children(pid: int) -> list[int]:
@@ -463,7 +475,7 @@ OTHER_MISTAKES = [
     ("build", ["build", "kadid10k", "--root", "{kadid}", "--out", "{built}"], "{built} already exists"),
     ("hydrate", ["hydrate", "{built}", "--root", "{kadid}"], "already holds image bytes"),
     ("hydrate", ["hydrate", "{root}/nowhere", "--root", "{kadid}"], "{root}/nowhere is not a dataset folder written by dgqa"),
-    ("publish", ["publish", "{built}", "--repo-id", "noslash", "--dry-run"], "--repo-id must be ORG/NAME, got 'noslash'"),
+    ("publish", ["publish", "{built}", "--repo-id", "noslash", "--dry-run"], "--repo-id must be ORG/NAME (letters, digits, '-', '_', '.'; no '..' or '--'), got 'noslash'"),
     ("publish", ["publish", "{root}/nowhere", "--repo-id", "me/x", "--dry-run"], "{root}/nowhere is not a folder"),
     ("publish", ["publish", "{built}", "--repo-id", "me/x", "--token-env", "DGQA_TEST_NOT_SET"], "DGQA_TEST_NOT_SET (--token-env) is not set or empty"),
     ("select", ["select", "--paper", "mars", "--out", "{root}/s1"], "no published selection for 'mars'"),
