@@ -216,7 +216,8 @@ def dataset_files(folder: Path) -> set[str] | None:
         return set(files) if verb == DATASET_VERB else None
     card = folder / "README.md"
     try:
-        stamped = card.is_file() and is_stamped(parse_card(card.read_text(encoding="utf-8"))[0])
+        text = card.read_text(encoding="utf-8") if card.is_file() else ""
+        stamped = text.startswith("---") and is_stamped(parse_card(text)[0])
     except (UnicodeDecodeError, ValueError, yaml.YAMLError):
         stamped = False
     return (

@@ -389,7 +389,10 @@ def synthesize(
     source, out = Path(source).expanduser(), Path(out).expanduser()
     check_output(out, {"synth source": source})
     if out.exists():
-        raise OutputExistsError(f"{out} already exists (a finished synth); remove it to regenerate")
+        raise OutputExistsError(
+            f"{out} already exists (a finished synth, or another folder); synth writes a new folder: "
+            "choose another --out, or remove it to regenerate"
+        )
     refs = find_references(source, limit)
     # the shard size depends on the number of references only, never on the processes: the output stays
     # byte-identical for any --num-proc, and small sets still give every process work
