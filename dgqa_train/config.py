@@ -3,6 +3,7 @@ settings every training run shares (:class:`LoopConfig`), and one Accelerator fa
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -42,15 +43,43 @@ def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None =
             if path.suffix in (".yaml", ".yml")
             else json.loads(path.read_text())
         )
+        if not isinstance(data, dict):
+            raise DgqaError(f"{path}: a config file holds KEY: VALUE pairs, got {type(data).__name__}")
         known = {f.dest for f in parser._actions}
         unknown = sorted(set(data) - known)
         if unknown:
             raise DgqaError(f"{path}: unknown config key(s) {', '.join(unknown)}")
-        parser.set_defaults(**data)
+        typed = {a.dest: a for a in reversed(parser._actions) if a.type is not None}  # --x, not --no_x
+        parser.set_defaults(**{k: _as_flag(typed.get(k), k, v, path) for k, v in data.items()})
     config, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if remaining:
         parser.error(f"unrecognized arguments: {' '.join(remaining)}")  # usage + exit 2, like argparse
     return config
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "str": "text", "string_to_bool": "true or false"}
+
+
+def _as_flag(action: Any, key: str, value: Any, path: Path) -> Any:
+    """A config-file value parsed as its flag's text would be (the flag's type and choices), so a file
+    is checked exactly like the command line: ``epochs: 2.7`` or ``1e400`` is refused, not rounded."""
+    if value is None or action is None:
+        return value
+    many = action.nargs in ("+", "*")
+    items = value if many and isinstance(value, list) else [value]
+    parsed = []
+    for item in items:
+        text = str(item).lower() if isinstance(item, bool) else str(item)
+        try:
+            if isinstance(item, (list, dict)):
+                raise ValueError
+            parsed.append(action.type(text))
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            kind = _KINDS.get(getattr(action.type, "__name__", ""), "a valid value")
+            raise DgqaError(f"{path}: {key} must be {kind}{' (each item)' if many else ''}, got {item!r}") from None
+        if action.choices is not None and parsed[-1] not in action.choices:
+            raise DgqaError(f"{path}: {key} must be one of {list(action.choices)}, got {item!r}")
+    return parsed if many else parsed[0]
 
 
 def check_ranges(config: Any, **bounds: tuple[float | None, float | None]) -> None:

@@ -1,14 +1,16 @@
 """The one input pipeline of training, scoring and prediction: dgqa datasets (local folders or Hub
 ids) -> uint8 crops in DataLoader workers -> normalised on the device.
 
-Crops are drawn from a generator seeded by (seed, epoch, row index), so every process of a
-distributed run, and any number of dataloader workers, sees exactly the crops a single process
-would: evaluation numbers do not depend on the world size. Batches stay uint8 until
-:func:`to_model_input` (4x less worker-queue and host-to-device traffic than float32).
+Training crops are drawn from a generator seeded by (seed, epoch, row index), test crops from one
+seeded by (seed, the image's content hash), so every process of a distributed run, and any number of
+dataloader workers, sees exactly the crops a single process would: evaluation numbers do not depend
+on the world size, and an image's score does not depend on where it sits in the call. Batches stay
+uint8 until :func:`to_model_input` (4x less worker-queue and host-to-device traffic than float32).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -181,7 +183,8 @@ class CropDataset(torch.utils.data.Dataset):
         num_crops: crops per image; 1 returns (3, S, S), more returns (n, 3, S, S).
         train: random horizontal flips.
         label: ``"quality"`` (float; every row must have one) or ``"distortion_type"`` (int class).
-        seed: base seed; the crops of row ``i`` in epoch ``e`` come from ``(seed, e, i)``.
+        seed: base seed; the training crops of row ``i`` in epoch ``e`` come from ``(seed, e, i)``, the
+            test crops (``train=False``) from ``(seed, 0, sha256 of the decoded pixels)``.
         name: how errors call the dataset (e.g. ``"evaluation dataset hub/dgqa/livec:test"``).
 
     The epoch travels with the key (see :class:`EpochSampler`), so persistent workers see new crops
@@ -208,6 +211,14 @@ class CropDataset(torch.utils.data.Dataset):
                 f"{name}: {len(missing)} of {len(self.labels)} row(s) have no quality label (first rows "
                 f"{missing[:3]}); training and evaluating a regressor need labelled data"
             )
+        if label == "quality" and train:
+            bad = [i for i, v in enumerate(self.labels) if not quality_ok(v)]
+            if bad:
+                ids = list(ds.select(bad[:3])["image_id"]) if "image_id" in ds.column_names else bad[:3]
+                raise DgqaError(
+                    f"{name}: {len(bad)} row(s) have a quality that is not a number in [0, 1] (first rows "
+                    f"{bad[:3]}: {ids}, quality {[self.labels[i] for i in bad[:3]]}); refused before training"
+                )
         self.crop_size, self.num_crops, self.train, self.label = crop_size, num_crops, train, label
         self.seed = seed
 
@@ -216,8 +227,8 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        rng = np.random.default_rng((self.seed, epoch, index))
         img = decode_rgb(self.ds[index]["image"])
+        rng = np.random.default_rng((self.seed, epoch, index if self.train else content_key(img)))
         x = torch.from_numpy(random_crops(img, self.crop_size, self.num_crops, rng, flip=self.train))
         x = x.permute(0, 3, 1, 2)
         dtype = torch.long if self.label == "distortion_type" else torch.float32
@@ -226,6 +237,18 @@ class CropDataset(torch.utils.data.Dataset):
             "labels": torch.tensor(self.labels[index], dtype=dtype),
             "index": torch.tensor(index, dtype=torch.long),
         }
+
+
+def quality_ok(v: Any) -> bool:
+    """A training label: a finite number in [0, 1]."""
+    return v is not None and 0.0 <= v <= 1.0  # NaN compares false, +-inf is outside
+
+
+def content_key(img: Image.Image) -> int:
+    """The seed key of an image's test crops: the first 8 bytes of the sha256 of its decoded 8-bit RGB
+    pixels and size, so the same image gets the same crops wherever it is (and in any encoding)."""
+    digest = hashlib.sha256(f"{img.size}".encode() + img.tobytes()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 class StreamCrops(torch.utils.data.IterableDataset):
@@ -251,8 +274,8 @@ class StreamCrops(torch.utils.data.IterableDataset):
         ds = self.ds.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
         ds.set_epoch(self.epoch)
         for row in ds:
-            if row["quality"] is None:
-                raise DgqaError(f"row {row.get('image_id')!r} has no quality label")
+            if not quality_ok(row["quality"]):
+                raise DgqaError(f"row {row.get('image_id')!r}: quality {row['quality']} is not a number in [0, 1]")
             key = zlib.crc32(str(row["image_id"]).encode())
             rng = np.random.default_rng((self.seed, self.epoch, key))
             crops = random_crops(decode_rgb(row["image"]), self.crop_size, 1, rng, flip=True)
@@ -318,6 +341,15 @@ def make_loader(
     ``persistent_workers`` when there are workers (map-style data), ``pin_memory`` on CUDA.
     ``train`` shuffles per epoch; otherwise rows come in order with the same crops every pass."""
     streaming = isinstance(dataset, torch.utils.data.IterableDataset)
+    # A training batch of one image fails in every BatchNorm layer: such a last batch is dropped (it
+    # holds another image each epoch, as the order is reshuffled).
+    lone = train and not streaming and len(dataset) > 1 and batch_size > 1 and len(dataset) % batch_size == 1
+    if lone and int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"note: {len(dataset)} training images in batches of {batch_size} leave a last batch of one image, "
+            "which BatchNorm cannot train on: it is dropped each epoch (a different image each time)",
+            file=sys.stderr,
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -325,6 +357,7 @@ def make_loader(
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0 and not streaming,
+        drop_last=lone,
     )
 
 

@@ -1,6 +1,7 @@
-"""Fault matrix, resume and model folders (issue 19, sections 4 and 8): a resume with other settings
-is refused naming them; a torn or failed checkpoint is skipped, never used; a bad ``dgqa_state.json``,
-a refused RNG state and a broken model folder each give one line."""
+"""Fault matrix of training (issue 19, sections 4, 6 and 8): a resume with other settings is refused
+naming them; a torn or failed checkpoint is skipped, never used; a bad ``dgqa_state.json``, a refused
+RNG state and a broken model folder each give one line; a last batch of one image, duplicate images
+in one predict call, bad labels and bad config-file values are handled."""
 
 from __future__ import annotations
 
@@ -215,3 +216,97 @@ def test_a_broken_model_folder_is_one_line_naming_the_file(world, tmp_path, caps
         assert rc == 2 and "Traceback" not in err, (argv[0], err)
         line = err.strip().splitlines()[-1]
         assert line.startswith(f"dgqa {argv[0]}: error: {model}/{message}"), line
+
+
+# -- section 6: training edge cases ---------------------------------------------------------------
+CONFIGS = [
+    ("c.json", '{"epochs": 1e400}', "c.json: epochs must be a whole number, got inf"),
+    ("c.json", '{"epochs": 2.7}', "c.json: epochs must be a whole number, got 2.7"),
+    ("c.yaml", "epochs: 2.7\n", "c.yaml: epochs must be a whole number, got 2.7"),
+    ("c.yaml", "pretrained: maybe\n", "c.yaml: pretrained must be true or false, got 'maybe'"),
+    ("c.json", '{"batch_size": true}', "c.json: batch_size must be a whole number, got True"),
+    ("c.json", '{"epochs": [1, 2]}', "c.json: epochs must be a whole number, got [1, 2]"),
+    ("c.json", '{"mixed_precision": "fp8"}', "--mixed_precision must be no, fp16 or bf16, got 'fp8'"),
+    ("c.json", "[1]", "c.json: a config file holds KEY: VALUE pairs, got list"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), CONFIGS, ids=[c[2][:40] for c in CONFIGS])
+def test_config_file_values_are_checked_like_flags(world, tmp_path, capsys, name, text, message):
+    (tmp_path / name).write_text(text)
+    for verb in ("train", "train-classifier"):
+        rc, _, err = run(capsys, verb, "--config", tmp_path / name, "--train_dataset", world / "ds",
+                         "--output_dir", tmp_path / verb)  # fmt: skip
+        assert rc == 2 and err.strip().splitlines() == [f"dgqa {verb}: error: {tmp_path / message}"
+                                                        if message.startswith("c.") else f"dgqa {verb}: error: {message}"]
+        assert not (tmp_path / verb).exists()
+
+
+def test_a_yaml_config_file_reads_like_the_flags(world, tmp_path):
+    from dgqa_train.config import parse_config
+    from dgqa_train.train import TrainConfig
+
+    (tmp_path / "c.yaml").write_text("lr_head: 1e-4\nepochs: 2\npretrained: false\neval_datasets: a\n")
+    config = parse_config(TrainConfig, ["--config", str(tmp_path / "c.yaml"), "--train_dataset", "x"])
+    assert (config.lr_head, config.epochs, config.pretrained, config.eval_datasets) == (1e-4, 2, False, ["a"])
+
+
+def test_a_last_batch_of_one_image_is_dropped_and_said_once(world, tmp_path, capsys):
+    # 15 images in batches of 7: 7 + 7 + 1; BatchNorm cannot train on the lone image
+    rc, stdout, err = run(capsys, "train", *TINY, "--train_dataset", world / "ds", "--output_dir", tmp_path / "r",
+                          "--epochs", "2", "--batch_size", "7")  # fmt: skip
+    assert rc == 0, err
+    note = ("note: 15 training images in batches of 7 leave a last batch of one image, which BatchNorm cannot "
+            "train on: it is dropped each epoch (a different image each time)")  # fmt: skip
+    assert err.count(note) == 1
+    history = json.loads((tmp_path / "r" / "results.json").read_text())["history"]
+    assert [(h["step"], h["train_images"]) for h in history] == [(2, 14), (4, 14)]
+    rc, _, err = run(capsys, "train-classifier", "--train_dataset", world / "ds", "--output_dir", tmp_path / "c",
+                     "--backbone", "tiny-resnet", "--no_pretrained", "--crop_size", "32", "--epochs", "1",
+                     "--batch_size", "7", "--num_workers", "0", "--eval_fraction", "0")  # fmt: skip
+    assert rc == 0, err
+    assert err.count(note) == 1
+
+
+def test_an_image_scores_the_same_wherever_it_sits_in_a_call(world, tmp_path, capsys):
+    import datasets
+    import torch
+
+    from dgqa_train.data import CropDataset
+
+    images = sorted((world / "raw").rglob("*.png"))[:2]
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(images[0].read_bytes())
+    paths = [images[0]] * 4 + [images[1], copy]
+    rows = {"image": [{"bytes": None, "path": str(p)} for p in paths], "quality": [0.5] * len(paths)}
+    feats = datasets.Features({"image": datasets.Image(decode=False), "quality": datasets.Value("float32")})
+    crops = CropDataset(datasets.Dataset.from_dict(rows, features=feats), 16, 3, train=False, seed=123)
+    first = crops[0]["pixel_values"]
+    assert all(torch.equal(crops[i]["pixel_values"], first) for i in (1, 2, 3, 5))  # test crops: by content
+    train = CropDataset(datasets.Dataset.from_dict(rows, features=feats), 16, 3, train=True, seed=123)
+    assert not torch.equal(train[(0, 1)]["pixel_values"], train[(0, 0)]["pixel_values"])  # training: by row
+    rc, stdout, err = run(capsys, "predict", "--model", world / "run", *[images[0]] * 4, copy)
+    assert rc == 0, err
+    assert len({line.split("\t")[-1] for line in stdout.strip().splitlines()}) == 1, stdout
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1.5, -0.25])
+def test_training_rows_with_a_quality_off_0_1_are_refused_naming_them(tmp_path, capsys, bad):
+    from dgqa_data.hub_folder import HubFolderWriter, configs_yaml, render_card
+    from dgqa_data.schema import base_features
+    from tests.fixtures.official import encode, reference_crops
+
+    writer = HubFolderWriter(tmp_path / "ds", base_features())
+    for i, crop in enumerate(reference_crops()[:4]):
+        writer.add({"image": {"bytes": encode(crop, "PNG"), "path": f"{i}.png"}, "image_id": f"{i}.png",
+                    "quality": bad if i == 2 else 0.5, "mos": 1.0, "distortion_type": -1, "distortion_level": 0,
+                    "domain": "authentic", "corpus": "x"})  # fmt: skip
+    writer.finish(render_card({"configs": configs_yaml(writer.parts()), "license": "other"}, "# x"))
+    rc, _, err = run(capsys, "train", *TINY, "--train_dataset", tmp_path / "ds", "--output_dir", tmp_path / "r",
+                     "--epochs", "1")  # fmt: skip
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"dgqa train: error: training dataset {tmp_path / 'ds'}: 1 row(s) have a quality that is not a number "
+        f"in [0, 1] (first rows [2]: ['2.png'], quality [{bad}]); refused before training"
+    )
+    assert not (tmp_path / "r" / "model.safetensors").exists()
