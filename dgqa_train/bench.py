@@ -360,7 +360,8 @@ def run_bench(
     out = Path(out)
     if not 1 <= n_splits <= NUM_SPLITS:
         raise DgqaError(f"--splits must be in 1..{NUM_SPLITS} (the published seeded splits), got {n_splits}")
-    check_output(out, {f"dataset {s}": s for s in [*trains, *evals]})
+    inputs = {f"training dataset {i + 1}": s for i, s in enumerate(trains)}
+    check_output(out, inputs | {f"eval dataset {i + 1}": s for i, s in enumerate(evals)})
     with run_lock(out, claim={"verb": "bench"}):  # one bench per folder; a failed start leaves none
         seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
         cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []), n_splits)

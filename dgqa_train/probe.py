@@ -369,7 +369,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``dgqa probe``: fit, print a table, write ``<out>/probe.json``."""
     out = Path(args.out)
-    check_output(out, {f"dataset {s}": s for s in [*args.train, args.eval]})
+    inputs = {f"training dataset {i + 1}": s for i, s in enumerate(args.train)} | {"eval dataset": args.eval}
+    check_output(out, inputs)
+    if args.cache_dir:
+        check_output(args.cache_dir, inputs, "--cache-dir")
     with run_lock(out, claim={"verb": "probe"}):  # a failed run leaves no folder it made
         records = probe(
             args.train,

@@ -89,8 +89,9 @@ OVERLAP = [
     ("train", lambda w: ["train", "--train_dataset", w["synth"], "--eval_datasets", w["built"], "--output_dir", w["built"] / "r", "--backbone", "tiny-resnet"], "built", "sits inside the eval dataset 1"),
     ("train", lambda w: ["train", "--init_model", w["reg"], "--train_dataset", w["synth"], "--output_dir", w["reg"]], "reg", "is the initial model"),
     ("train-classifier", lambda w: ["train-classifier", "--train_dataset", w["synth"], "--output_dir", w["synth"] / "c"], "synth", "sits inside the training dataset"),
-    ("probe", lambda w: ["probe", "--train", w["synth"], "--eval", w["synth"], "--out", w["synth"]], "synth", "is the dataset"),
-    ("bench", lambda w: ["bench", "--backbones", "tiny-resnet", "--train", str(w["synth"]), "--eval", str(w["synth"]), "--out", w["synth"]], "synth", "is the dataset"),
+    ("probe", lambda w: ["probe", "--train", w["synth"], "--eval", w["synth"], "--out", w["synth"]], "synth", "is the training dataset 1"),
+    ("probe", lambda w: ["probe", "--train", w["synth"], "--eval", w["built"], "--out", w["root"] / "pc", "--cache-dir", w["built"] / "f"], "built", "--cache-dir {built}/f sits inside the eval dataset {built}"),
+    ("bench", lambda w: ["bench", "--backbones", "tiny-resnet", "--train", str(w["synth"]), "--eval", str(w["synth"]), "--out", w["synth"]], "synth", "is the training dataset 1"),
 ]  # fmt: skip
 
 
@@ -101,7 +102,7 @@ def test_an_output_over_an_input_is_refused_before_writing(w, capsys, verb, argv
     before = snapshot(w[protected])
     rc, err = run(capsys, *argv(w))
     assert rc == 2, err
-    assert message in err and err.startswith(f"dgqa {verb}: error: ") and err.count("\n") == 1
+    assert message.format(built=w["built"]) in err and err.startswith(f"dgqa {verb}: error: ") and err.count("\n") == 1
     assert snapshot(w[protected]) == before
 
 
