@@ -24,6 +24,7 @@ computed on the fly (:func:`load_split_table`).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -487,10 +488,14 @@ def grouping(path: str) -> str | None:
 
 
 def write_table(folder: str | Path, table: SplitTable) -> list[Path]:
-    """Store ``table`` in a dataset folder: ``splits.parquet``, ``splits.csv``, then the card's
+    """Store ``table`` in a dataset folder: ``splits.parquet``, ``splits.csv`` and the card's
     ``splits`` config, its ``dataset_info`` and the content fingerprints (so a changed table is never
-    served from the datasets cache). Each file is written beside its final name and renamed into
-    place."""
+    served from the datasets cache), all or none of them.
+
+    Every file is first written to a temporary beside its final name; the tables are then renamed into
+    place (the old ones kept aside) and the card is written. Should any write fail (a full disk), the
+    old files are renamed back (renames need no space): the folder is as it was, and the error is one
+    line."""
     from dgqa_data.hub_folder import parquet_config_info, parse_card, render_card, stamp_fingerprints
 
     folder = Path(folder)
@@ -500,19 +505,43 @@ def write_table(folder: str | Path, table: SplitTable) -> list[Path]:
     meta, body = parse_card(card_path.read_text(encoding="utf-8"))
     if not meta.get("configs"):
         raise DgqaError(f"{card_path}: the card has no configs; not a dataset folder written by dgqa")
+    temps: list[Path] = []
+    placed: list[tuple[Path, Path | None]] = []  # (final file, its old content aside, or None)
 
-    def put(name: str, data: bytes) -> Path:
-        tmp = folder / f".{name}.tmp-{os.getpid()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, folder / name)
-        return folder / name
+    def temp(name: str, data: bytes) -> Path:
+        temps.append(folder / f".{name}.tmp-{os.getpid()}")
+        temps[-1].write_bytes(data)
+        return temps[-1]
 
-    done = [put(TABLE_PARQUET, table.to_parquet()), put(TABLE_CSV, table.to_csv().encode())]
-    meta["configs"] = [c for c in meta["configs"] if c.get("config_name") != CONFIG_NAME] + [SPLITS_CONFIG]
-    infos = meta.get("dataset_info") or []
-    infos = [infos] if isinstance(infos, dict) else list(infos)
-    meta["dataset_info"] = [i for i in infos if i.get("config_name", "default") != CONFIG_NAME] + [
-        parquet_config_info(folder, SPLITS_CONFIG)
-    ]
-    done.append(put("README.md", render_card(stamp_fingerprints(meta, folder), body).encode()))
-    return done
+    try:
+        staged = [(TABLE_PARQUET, temp(TABLE_PARQUET, table.to_parquet())),
+                  (TABLE_CSV, temp(TABLE_CSV, table.to_csv().encode()))]  # fmt: skip
+        for name, tmp in staged:
+            final, old = folder / name, folder / f".{name}.old-{os.getpid()}"
+            if final.exists():
+                os.replace(final, old)
+            placed.append((final, old if old.exists() else None))
+            os.replace(tmp, final)
+        configs = [c for c in meta["configs"] if c.get("config_name") != CONFIG_NAME]
+        meta["configs"] = configs + [copy.deepcopy(SPLITS_CONFIG)]  # stamping writes into it
+        infos = meta.get("dataset_info") or []
+        infos = [infos] if isinstance(infos, dict) else list(infos)
+        meta["dataset_info"] = [i for i in infos if i.get("config_name", "default") != CONFIG_NAME] + [
+            parquet_config_info(folder, SPLITS_CONFIG)
+        ]
+        os.replace(temp("README.md", render_card(stamp_fingerprints(meta, folder), body).encode()), card_path)
+    except OSError as err:
+        for final, old in reversed(placed):
+            if old is not None:
+                os.replace(old, final)
+            else:
+                final.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise DgqaError(
+            f"{folder}: could not write the splits table ({err.strerror or err}); the dataset is unchanged"
+        ) from None
+    for _, old in placed:
+        if old is not None:
+            old.unlink()
+    return [folder / TABLE_PARQUET, folder / TABLE_CSV, card_path]
