@@ -90,15 +90,17 @@ def check_folder(
     *,
     overwrite: bool = False,
     writes: tuple[str, ...] = (),
+    known: tuple[str, ...] = (),
     flag: str = "--out",
     overwrite_flag: str = "--overwrite",
-) -> bool:
-    """The one rule for output folders; True when ``folder`` is ``verb``'s own earlier output.
+) -> None:
+    """The one rule for output folders, checked before anything is written.
 
     A missing or empty folder, or the verb's own earlier output (its :data:`OUTPUT_MARKER` names the
-    verb), is the verb's. Any other non-empty folder is refused unless the verb's overwrite flag is
-    given; even then no file dgqa did not write is deleted or replaced: a folder already holding one
-    of the names the verb writes (``writes``) is refused, naming them.
+    verb, or, written before markers existed, it holds one of the ``known`` files), is the verb's.
+    Any other non-empty folder is refused unless the verb's overwrite flag is given; even then no
+    file dgqa did not write is deleted or replaced: a folder already holding one of the names the
+    verb writes (``writes``) is refused, naming them.
 
     Raises:
         OutputExistsError: the folder holds files that are not this verb's.
@@ -107,11 +109,16 @@ def check_folder(
     if folder.exists() and not folder.is_dir():
         raise OutputExistsError(f"{flag} {folder} is a file, not a folder")
     marker = folder / OUTPUT_MARKER
-    if marker.is_file() and marker.read_text(encoding="utf-8").partition("\n")[0] == verb:
-        return True
-    if not folder.is_dir():
-        return False
-    theirs = sorted(p.name for p in folder.iterdir() if p.name not in (OUTPUT_MARKER, LOCK_NAME))
+    if marker.is_file():
+        if marker.read_text(encoding="utf-8", errors="replace").partition("\n")[0] == verb:
+            return
+    elif any((folder / name).is_file() for name in known):
+        return
+    theirs = (
+        sorted(p.name for p in folder.iterdir() if p.name not in (OUTPUT_MARKER, LOCK_NAME))
+        if folder.is_dir()
+        else []
+    )
     if theirs and not overwrite:
         shown = ", ".join(theirs[:5]) + (", ..." if len(theirs) > 5 else "")
         raise OutputExistsError(
@@ -124,16 +131,15 @@ def check_folder(
             f"{flag} {folder} holds {', '.join(clash)}, which dgqa did not write and dgqa {verb} would "
             f"replace; {overwrite_flag} never replaces files dgqa did not write: choose another folder"
         )
-    return False
 
 
 def claim_folder(folder: str | Path, verb: str, **rule) -> None:
     """Claim ``folder`` as ``verb``'s output folder (see :func:`check_folder` for ``rule``): created
     if needed and marked as the verb's."""
     folder = Path(folder)
-    if not check_folder(folder, verb, **rule):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / OUTPUT_MARKER).write_text(verb + "\n", encoding="utf-8")
+    check_folder(folder, verb, **rule)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / OUTPUT_MARKER).write_text(verb + "\n", encoding="utf-8")
 
 
 LOCK_NAME = ".dgqa.lock"

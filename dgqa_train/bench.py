@@ -362,7 +362,7 @@ def run_bench(
         raise DgqaError(f"--splits must be in 1..{NUM_SPLITS} (the published seeded splits), got {n_splits}")
     inputs = {f"training dataset {i + 1}": s for i, s in enumerate(trains)}
     check_output(out, inputs | {f"eval dataset {i + 1}": s for i, s in enumerate(evals)})
-    with run_lock(out, claim={"verb": "bench"}):  # one bench per folder; a failed start leaves none
+    with run_lock(out, claim={"verb": "bench", "known": ("bench.json",)}):  # one bench per folder; a failed start leaves none
         seed_list = list(range(base_seed, base_seed + seeds)) if isinstance(seeds, int) else list(seeds)
         cells = make_cells(backbones, trains, evals, seed_list, out, list(train_args or []), n_splits)
         for train in trains:

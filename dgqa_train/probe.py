@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     check_output(out, inputs)
     if args.cache_dir:
         check_output(args.cache_dir, inputs, "--cache-dir")
-    with run_lock(out, claim={"verb": "probe"}):  # a failed run leaves no folder it made
+    with run_lock(out, claim={"verb": "probe", "known": ("probe.json",)}):  # a failed run leaves no folder it made
         records = probe(
             args.train,
             args.eval,

@@ -220,6 +220,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "verb": "train",
         "overwrite": config.overwrite_output_dir,
         "writes": (WEIGHTS_NAME, CONFIG_NAME, "README.md", RESULTS_NAME, TRAIN_CONFIG_NAME, "checkpoints"),
+        "known": (TRAIN_CONFIG_NAME,),  # a run written before output markers existed
         "flag": "--output_dir",
         "overwrite_flag": "--overwrite_output_dir",
     }

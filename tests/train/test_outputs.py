@@ -15,9 +15,9 @@ import pytest
 from dgqa_data.build import build_corpus
 from dgqa_data.cli import guarded
 from dgqa_data.csv_cells import escape, unescape
-from dgqa_data.errors import DgqaError
+from dgqa_data.errors import DgqaError, OutputExistsError
 from dgqa_data.hub_folder import load_folder_or_hub
-from dgqa_data.paths import OUTPUT_MARKER
+from dgqa_data.paths import OUTPUT_MARKER, check_folder, claim_folder
 from dgqa_train.models import build_model, save_model
 from tests.fixtures.official import encode, make_kadid10k, reference_crops
 from tests.train.test_faults import run
@@ -123,6 +123,15 @@ def test_training_writes_beside_user_files_with_the_overwrite_flag(w, tmp_path, 
     # its own earlier output is the verb's: a second run needs no flag to get past the folder rule
     rc, err = run(capsys, *argv)
     assert rc == 2 and "holds checkpoints of an earlier run" in err
+
+
+def test_the_folder_rule_knows_runs_written_before_markers(tmp_path):
+    old_run = user_folder(tmp_path / "run", train_config_dot_json="{}", notes_dot_txt="mine")
+    claim_folder(old_run, "train", known=("train_config.json",))
+    assert (old_run / OUTPUT_MARKER).read_text() == "train\n"
+    check_folder(old_run, "train")  # marked now: its own output
+    with pytest.raises(OutputExistsError, match="is not the output of an earlier dgqa probe"):
+        check_folder(old_run, "probe", known=("probe.json",))
 
 
 def test_synth_never_writes_into_a_user_folder_named_like_its_partial_output(tmp_path, capsys):
