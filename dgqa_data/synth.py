@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from dgqa_data import __version__
 from dgqa_data.cards import build_card, card_metadata
-from dgqa_data.corpora.base import CorpusError
+from dgqa_data.corpora.base import CorpusError, Skip, safe_path
 from dgqa_data.csv_cells import escape
 from dgqa_data.errors import DgqaError, OutputExistsError, at_least
 from dgqa_data.paths import check_output, claim_lock
@@ -127,6 +127,11 @@ def find_references(source: str | Path, limit: int | None = None) -> list[Refere
         refs = [Reference(p.relative_to(src).as_posix(), path=str(p)) for p in files]
     if not refs:
         raise CorpusError(f"no pristine images found in {src}")
+    # the builders' rule: nothing from outside the source (a symlink out of it, ``..`` in a CSV name)
+    outside = [s for r in refs if r.path and isinstance(s := safe_path(src, os.path.relpath(r.path, src), ""), Skip)]
+    if outside:
+        more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+        raise CorpusError(f"synth source {src}: {outside[0].reason}{more}")
     return refs[:limit] if limit else refs
 
 

@@ -67,3 +67,20 @@ def test_skip_bad_records_the_symlink_and_leaves_the_image_out(tmp_path):
         (first.row["image_id"], f"path {first.row['image_id']!r} escapes the corpus root (a symlink to {outside})")
     ]
     assert first.row["image_id"] in (tmp_path / "out" / "skipped.csv").read_text()
+
+
+def test_synth_takes_no_photo_from_outside_its_source(tmp_path):
+    from dgqa_data.corpora.base import CorpusError
+    from dgqa_data.synth import synthesize
+    from tests.fixtures.official import encode, reference_crops
+
+    source = tmp_path / "photos"
+    source.mkdir()
+    (source / "a.png").write_bytes(encode(reference_crops()[0], "PNG"))
+    outside = tmp_path / "private.png"
+    outside.write_bytes(encode(reference_crops()[1], "PNG"))
+    (source / "b.png").symlink_to(outside)
+    with pytest.raises(CorpusError) as err:
+        synthesize(source, tmp_path / "out", types=[1], levels=[1], progress=False)
+    assert str(err.value) == f"synth source {source}: path 'b.png' escapes the corpus root (a symlink to {outside})"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "private.png"]
