@@ -19,14 +19,32 @@ from PIL import Image
 
 from dgqa_data.errors import DgqaError
 
-#: KADID distortion types that model each camera degradation (what DGQA should find).
-CAMERA_TYPES = {
-    "defocus": (1, 2),
-    "shake": (3,),
-    "exposure": (16, 17, 18, 25),
-    "noise": (11, 12),
-    "jpeg": (10,),
+#: The degradation families of a capture and the KADID types that match each: the truth a selection
+#: is measured against (:mod:`dgqa_data.truth`). The severity labels place each family on the level
+#: scale of one of these types (:data:`dgqa_data.severity.CAMERA_ANCHORS`).
+CAMERA_FAMILIES: dict[str, tuple[int, ...]] = {
+    "defocus": (1, 2),  # gaussian blur, lens blur
+    "shake": (3,),  # motion blur
+    "noise": (11, 12),  # white noise, white noise in a colour component
+    "brighter": (16,),  # brighten
+    "darker": (17,),  # darken
+    "jpeg": (10,),  # every capture ends in a JPEG encode
 }
+
+#: The step recorded in :attr:`Capture.steps` that says a capture carries a family.
+FAMILY_STEPS = {
+    "defocus": "defocus_radius",
+    "shake": "shake_length",
+    "noise": "noise_sigma",
+    "brighter": "brighter_stops",
+    "darker": "darker_stops",
+    "jpeg": "jpeg_quality",
+}
+
+
+def capture_families(steps: dict[str, float]) -> list[str]:
+    """The families a capture carries, from what :func:`simulate_capture` recorded."""
+    return [family for family, key in FAMILY_STEPS.items() if key in steps]
 
 
 @dataclass

@@ -3,6 +3,9 @@
 Selection is a pure function of the score table. ``dgqa-vote`` is the official rule of the DGQA
 code (``sel_dist.py``): top-4 classes per image, count, divide by (K - 1) * M, keep the types whose
 share rounded to two decimals is at least 0.04; class 0 (pristine) is never a source domain.
+``dgqa-corrected`` estimates the target's mixture of domains instead: the predicted classes of the
+target are explained by the classifier's held-out confusion matrix (the maximum-likelihood mixture),
+which gives the votes a confusable look-alike draws back to the true type.
 
 Also here: the report (per-domain table as CSV + parquet, ``selection.json``, ``similarity.png``)
 and the ``dgqa select`` verb, which reads a scores folder (:mod:`dgqa_data.scores`); none of it
@@ -13,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +31,9 @@ from dgqa_data.errors import DgqaError, at_least, fraction
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 from dgqa_data.scores import load_scores
 
-RULES = ("dgqa-vote", "mean-prob", "top-k")
-DEFAULT_THRESHOLD = {"dgqa-vote": 0.04, "mean-prob": 1 / 25}
+RULES = ("dgqa-vote", "dgqa-corrected", "mean-prob", "top-k")
+GIVEN = "given"  # the rule of a selection of known types (the truth, its complement): no rule
+DEFAULT_THRESHOLD = {"dgqa-vote": 0.04, "dgqa-corrected": 0.04, "mean-prob": 1 / 25}
 
 TABLE_CSV = "selection.csv"
 TABLE_PARQUET = "selection.parquet"
@@ -63,6 +68,9 @@ class Selection:
     classifier: dict[str, Any] | None = None
     source: str = "computed"  # or "paper"
     dgqa_version: str = __version__
+    evaluation: dict[str, Any] | None = None  # against the truth (:func:`dgqa_data.truth.judge`)
+    stability: dict[str, Any] | None = None  # several classifiers (seeds): :func:`agreement`
+    versions: dict[str, str] | None = None  # the libraries that produced the numbers
 
     @property
     def selected_names(self) -> list[str]:
@@ -101,7 +109,7 @@ class Selection:
             raise DgqaError(f"{path}: selected type ids {bad} are outside 1..25")
         if not selected:
             raise DgqaError(f"{path}: the selection is empty")
-        if data["rule"] not in RULES:
+        if data["rule"] not in (*RULES, GIVEN):
             raise DgqaError(f"{path}: unknown rule {data['rule']!r}")
         for key, kind in (("threshold", (int, float)), ("k", int), ("num_images", int)):
             value = data.get(key)
@@ -129,6 +137,46 @@ def vote_shares(logits: np.ndarray, k: int = 4) -> np.ndarray:
     return counts / ((k - 1) * len(z))
 
 
+def check_confusion(confusion: Any, where: str = "confusion matrix") -> np.ndarray:
+    """A held-out confusion matrix (rows: true class, columns: predicted class, counts) as floats."""
+    c = np.asarray(confusion, dtype=np.float64) if confusion is not None else None
+    if c is None or c.shape != (NUM_CLASSES, NUM_CLASSES) or not np.isfinite(c).all() or (c < 0).any():
+        raise DgqaError(f"{where}: expected {NUM_CLASSES} x {NUM_CLASSES} non-negative counts")
+    if not c.sum():
+        raise DgqaError(f"{where}: it counts no held-out image")
+    return c
+
+
+def corrected_shares(logits: np.ndarray, confusion: Any, tol: float = 1e-10) -> np.ndarray:
+    """The target's mixture of domains, corrected for the classifier's confusions.
+
+    With ``A[i, j]`` = P(predicted j | true i) on the classifier's held-out images (add-half
+    smoothed, so that a class is never ruled out by one unseen confusion), each target image's
+    predicted class is a draw from ``sum_i w_i A[i, :]``; the shares ``w`` (on the simplex) are the
+    maximum-likelihood mixture, found by EM. This is black-box shift estimation (Lipton et al. 2018)
+    solved by likelihood instead of least squares: a look-alike that the classifier predicts for
+    true images of another type on held-out data gives its votes back to that type. Classes without
+    held-out images get 0.
+    """
+    z = _check_logits(logits)
+    c = check_confusion(confusion)
+    seen = c.sum(1) > 0
+    a = (c[seen] + 0.5) / (c[seen].sum(1, keepdims=True) + 0.5 * NUM_CLASSES)  # (classes seen, predicted)
+    n = np.bincount(z.argmax(1), minlength=NUM_CLASSES).astype(np.float64)
+    w = np.full(seen.sum(), 1.0 / seen.sum())
+    for _ in range(10_000):
+        r = w[:, None] * a  # responsibility of each true class for each predicted class
+        r /= r.sum(0, keepdims=True)
+        new = (r * n[None]).sum(1) / n.sum()
+        done = np.abs(new - w).max() < tol
+        w = new
+        if done:
+            break
+    shares = np.zeros(NUM_CLASSES)
+    shares[seen] = w
+    return shares
+
+
 def mean_probs(logits: np.ndarray) -> np.ndarray:
     """Softmax probability of every class averaged over images."""
     z = _check_logits(logits)
@@ -144,21 +192,34 @@ def select(
     k: int | None = None,
     target: str = "target",
     classifier: dict[str, Any] | None = None,
+    confusion: Any = None,
 ) -> Selection:
     """Select source domains (type ids 1..25) from per-image logits of shape (M, 26).
 
     Args:
         logits: per-image averaged raw logits.
         rule: ``dgqa-vote`` (official: top-``k`` votes, k = 4, keep round(share, 2) >= 0.04),
-            ``mean-prob`` (mean softmax mass >= threshold, default 1/25), or ``top-k`` (the ``k``
-            types with the highest vote share, default 6).
+            ``dgqa-corrected`` (the confusion-corrected mixture share >= threshold, default 0.04:
+            :func:`corrected_shares`), ``mean-prob`` (mean softmax mass >= threshold, default
+            1/25), or ``top-k`` (the ``k`` types with the highest vote share, default 6).
         threshold: override the rule's threshold.
         k: top-k of the vote (``dgqa-vote``) or number of types kept (``top-k``).
         target: name of the target set, recorded in the result.
         classifier: identity of the classifier (path, sha256), recorded in the result.
+        confusion: the classifier's held-out confusion matrix (26 x 26 counts, rows = true class);
+            needed by ``dgqa-corrected``, and shown beside the vote share by every rule when given.
     """
     if rule not in RULES:
         raise DgqaError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if rule == "dgqa-corrected" and confusion is None:
+        raise DgqaError(
+            f"the dgqa-corrected rule needs the classifier's held-out confusion matrix, and "
+            f"{(classifier or {}).get('path', 'this classifier')} has none (the official checkpoint ships "
+            "none; a classifier trained with --eval_fraction 0 has none): use --rule dgqa-vote, or train a "
+            "classifier with a held-out set"
+        )
+    if rule == "dgqa-corrected" and k is not None:
+        raise DgqaError("k is not used by the dgqa-corrected rule")
     if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer))):
         raise DgqaError(f"k must be a whole number, got {k!r}")
     if rule == "dgqa-vote" and k is not None and not 2 <= k <= NUM_CLASSES:
@@ -174,9 +235,13 @@ def select(
     vote_k = k if (rule == "dgqa-vote" and k) else 4
     shares = vote_shares(logits, vote_k)
     probs = mean_probs(logits)
+    corrected = corrected_shares(logits, confusion) if confusion is not None else None
     if rule == "dgqa-vote":
         threshold = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
         chosen = [t for t in range(1, NUM_CLASSES) if round(float(shares[t]), 2) >= threshold]
+    elif rule == "dgqa-corrected":
+        threshold = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
+        chosen = [t for t in range(1, NUM_CLASSES) if corrected[t] >= threshold]
     elif rule == "mean-prob":
         threshold = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
         chosen = [t for t in range(1, NUM_CLASSES) if probs[t] >= threshold]
@@ -189,6 +254,7 @@ def select(
             "type_id": t,
             "domain": DISTORTION_NAMES[t],
             "vote_share": float(shares[t]),
+            "corrected_share": None if corrected is None else float(corrected[t]),
             "mean_prob": float(probs[t]),
             "selected": t in chosen,
         }
@@ -206,73 +272,165 @@ def select(
     )
 
 
-def paper_selection(target: str) -> Selection:
-    """A selection published in the DGQA README (``livec``, ``koniq10k``, ``bid``, ``pipal1``..``pipal6``)."""
-    key = target.lower().replace("-", "").replace("_", "")
-    if key not in PAPER_SELECTIONS:
-        raise DgqaError(f"no published selection for {target!r}; known: {', '.join(PAPER_SELECTIONS)}")
-    chosen = list(PAPER_SELECTIONS[key])
+def jaccard(a: Sequence[int], b: Sequence[int]) -> float:
+    """|a & b| / |a | b| of two selections (1.0 for two empty ones)."""
+    union = set(a) | set(b)
+    return len(set(a) & set(b)) / len(union) if union else 1.0
+
+
+def agreement(selections: Sequence[Selection], names: Sequence[str]) -> dict[str, Any]:
+    """How far selections made with several classifiers (seeds) agree: pairwise Jaccard indices,
+    how many runs selected each type, and the types that flip (selected by some runs, not all)."""
+    runs = [{"name": n, "selected": list(s.selected)} for n, s in zip(names, selections)]
+    pairs = [jaccard(a.selected, b.selected) for i, a in enumerate(selections) for b in selections[i + 1 :]]
+    counts = {t: sum(t in s.selected for s in selections) for t in range(1, NUM_CLASSES)}
+    return {
+        "runs": runs,
+        "jaccard_mean": float(np.mean(pairs)) if pairs else 1.0,
+        "jaccard_min": float(min(pairs)) if pairs else 1.0,
+        "selected_by": {str(t): c for t, c in counts.items() if c},
+        "flips": [t for t, c in counts.items() if 0 < c < len(selections)],
+    }
+
+
+def combine(selections: Sequence[Selection], names: Sequence[str]) -> Selection:
+    """One selection from several classifiers' (seeds'): the types a majority of them selected,
+    with every share averaged over them and the agreement recorded (``stability``); the types that
+    flip are listed, never averaged away silently."""
+    if len(selections) == 1:
+        return selections[0]
+    first = selections[0]
+    if len({(s.rule, s.threshold, s.k) for s in selections}) > 1:
+        raise DgqaError("the selections to combine were made with different rules or thresholds")
+    stability = agreement(selections, names)
+    chosen = [t for t, c in stability["selected_by"].items() if 2 * c > len(selections)]
+    chosen = sorted(int(t) for t in chosen)
+    table = []
+    for t in range(NUM_CLASSES):
+        row = dict(first.table[t])
+        for key in ("vote_share", "corrected_share", "mean_prob"):
+            values = [s.table[t][key] for s in selections]
+            row[key] = None if any(v is None for v in values) else float(np.mean(values))
+        row["selected"] = t in chosen
+        table.append(row)
+    return replace(
+        first,
+        selected=chosen,
+        table=table,
+        classifier={"runs": [s.classifier for s in selections]},
+        stability=stability,
+    )
+
+
+def given_selection(target: str, types: Sequence[int], source: str, rule: str = GIVEN) -> Selection:
+    """A selection of known types, made by no rule here (``source`` says where they come from: the
+    paper, the truth of a target, its complement)."""
+    chosen = sorted(int(t) for t in types)
+    if not chosen or not all(1 <= t < NUM_CLASSES for t in chosen):
+        raise DgqaError(f"a selection needs type ids in 1..{NUM_CLASSES - 1}, got {chosen}")
     table = [
         {
             "type_id": t,
             "domain": DISTORTION_NAMES[t],
             "vote_share": None,
+            "corrected_share": None,
             "mean_prob": None,
             "selected": t in chosen,
         }
         for t in range(NUM_CLASSES)
     ]
-    return Selection(
-        target=key, rule="dgqa-vote", selected=chosen, threshold=0.04, k=4, table=table, source="paper"
-    )
+    return Selection(target=target, rule=rule, selected=chosen, table=table, source=source)
+
+
+def paper_selection(target: str) -> Selection:
+    """A selection published in the DGQA README (``livec``, ``koniq10k``, ``bid``, ``pipal1``..``pipal6``)."""
+    key = target.lower().replace("-", "").replace("_", "")
+    if key not in PAPER_SELECTIONS:
+        raise DgqaError(f"no published selection for {target!r}; known: {', '.join(PAPER_SELECTIONS)}")
+    return replace(given_selection(key, PAPER_SELECTIONS[key], "paper", rule="dgqa-vote"), threshold=0.04, k=4)
+
+
+def _key(selection: Selection) -> str:
+    """The table column the rule compares with its threshold."""
+    return {"mean-prob": "mean_prob", "dgqa-corrected": "corrected_share"}.get(selection.rule, "vote_share")
+
+
+def _has_corrected(selection: Selection) -> bool:
+    return any(r.get("corrected_share") is not None for r in selection.table)
 
 
 def format_table(selection: Selection) -> str:
-    """The per-domain table as markdown (the 25 source domains; pristine shown for reference)."""
-    lines = ["| id | domain | vote share | mean prob | selected |", "|---:|---|---:|---:|:---:|"]
+    """The per-domain table as markdown (the 25 source domains; pristine shown for reference), with
+    the corrected share beside the vote share when the classifier has a confusion matrix."""
+    corrected = _has_corrected(selection)
+    runs = selection.stability["selected_by"] if selection.stability else None
+    head = ["id", "domain", "vote share", *(["corrected share"] if corrected else []), "mean prob"]
+    head += [*([f"selected by (of {len(selection.stability['runs'])})"] if runs is not None else []), "selected"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if h != "domain" else "---" for h in head) + "|"]
+    fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
     for row in selection.table:
-        vs = "" if row["vote_share"] is None else f"{row['vote_share']:.3f}"
-        mp = "" if row["mean_prob"] is None else f"{row['mean_prob']:.3f}"
-        mark = "yes" if row["selected"] else ("(n/a)" if row["type_id"] == 0 else "")
-        lines.append(f"| {row['type_id']} | {row['domain']} | {vs} | {mp} | {mark} |")
+        cells = [str(row["type_id"]), row["domain"], fmt(row["vote_share"])]
+        cells += [fmt(row.get("corrected_share"))] if corrected else []
+        cells += [fmt(row["mean_prob"])]
+        cells += [str(runs.get(str(row["type_id"]), 0)) if row["type_id"] else ""] if runs is not None else []
+        cells += ["yes" if row["selected"] else ("(n/a)" if row["type_id"] == 0 else "")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def chart_values(selection: Selection) -> list[float]:
+def chart_values(selection: Selection, key: str | None = None) -> list[float]:
     """Bar heights of types 1..25: what the rule compares with its threshold (``dgqa-vote``: the vote
-    share rounded to two decimals; ``mean-prob``: the mean probability; a paper selection: 1 or 0)."""
-    key = "mean_prob" if selection.rule == "mean-prob" else "vote_share"
+    share rounded to two decimals; ``dgqa-corrected``: the corrected share; ``mean-prob``: the mean
+    probability; a paper selection: 1 or 0), or the column ``key``."""
+    key = key or _key(selection)
     rows = [r for r in selection.table if r["type_id"] > 0]
-    values = [r[key] if r[key] is not None else (1.0 if r["selected"] else 0.0) for r in rows]
-    if selection.rule == "dgqa-vote" and selection.source != "paper":
+    values = [r.get(key) if r.get(key) is not None else (1.0 if r["selected"] else 0.0) for r in rows]
+    if key == "vote_share" and selection.rule == "dgqa-vote" and selection.source != "paper":
         values = [round(v, 2) for v in values]
     return values
 
 
 def plot_selection(selection: Selection, path: str | Path) -> Path:
-    """Bar chart of the 25 domains' scores with the threshold line, saved as PNG."""
+    """Bar chart of the 25 domains' scores with the threshold line, saved as PNG; the vote share and
+    the corrected share side by side when both exist."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in selection.table if r["type_id"] > 0]
-    key = "mean_prob" if selection.rule == "mean-prob" else "vote_share"
-    values = chart_values(selection)
-    colors = ["tab:green" if r["selected"] else "tab:gray" for r in rows]
+    x = np.arange(len(rows))
+    selected = [r["selected"] for r in rows]
     fig, ax = plt.subplots(figsize=(11, 4))
-    ax.bar([f"{r['type_id']}" for r in rows], values, color=colors)
+    if _has_corrected(selection) and selection.rule in ("dgqa-vote", "dgqa-corrected"):
+        for offset, key, label, color in (
+            (-0.2, "vote_share", "vote share", "tab:blue"),
+            (0.2, "corrected_share", "corrected share", "tab:orange"),
+        ):
+            values = chart_values(selection, key)
+            alpha = [1.0 if s else 0.35 for s in selected]
+            for xi, v, a in zip(x, values, alpha):
+                ax.bar(xi + offset, v, width=0.4, color=color, alpha=a)
+            ax.bar([], [], color=color, label=f"{label}{' (the rule)' if key == _key(selection) else ''}")
+        ax.set_xlabel("KADID distortion type id (solid = selected)")
+        ax.set_ylabel("share")
+    else:
+        ax.bar(x, chart_values(selection), color=["tab:green" if s else "tab:gray" for s in selected])
+        ax.set_xlabel("KADID distortion type id (green = selected)")
+        ax.set_ylabel(
+            "vote share (rounded to 2 decimals, as the rule compares it)"
+            if selection.rule == "dgqa-vote"
+            else {"mean_prob": "mean probability", "corrected_share": "corrected share"}.get(
+                _key(selection), "vote share"
+            )
+        )
+    ax.set_xticks(x, [str(r["type_id"]) for r in rows])
     if selection.threshold is not None and selection.source != "paper":
         ax.axhline(
             selection.threshold, color="tab:red", linestyle="--", label=f"threshold {selection.threshold:g}"
         )
+    if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    ax.set_xlabel("KADID distortion type id (green = selected)")
-    ax.set_ylabel(
-        "vote share (rounded to 2 decimals, as the rule compares it)"
-        if selection.rule == "dgqa-vote"
-        else ("vote share" if key == "vote_share" else "mean probability")
-    )
     ax.set_title(f"DGQA selection for {selection.target} ({selection.rule}): {selection.selected}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -295,48 +453,81 @@ def target_name(spec: str) -> str:
 
 
 def select_from_scores(
-    scores_dir: str | Path,
+    scores_dir: str | Path | Sequence[str | Path],
     rule: str = "dgqa-vote",
     threshold: float | None = None,
     k: int | None = None,
     target: str | None = None,
+    truth: str | Path | None = None,
+    truth_column: str | None = None,
 ) -> Selection:
-    """Run a selection rule on the logits in a scores folder (see :mod:`dgqa_data.scores`).
+    """Run a selection rule on the logits in one or several scores folders (see :mod:`dgqa_data.scores`).
 
     Args:
-        scores_dir: folder with ``scores.parquet`` and ``scores.json``.
-        rule: ``dgqa-vote``, ``mean-prob`` or ``top-k``.
+        scores_dir: folder with ``scores.parquet`` and ``scores.json``, or several (one per
+            classifier seed): then the types a majority selected are kept and the agreement is
+            recorded (:func:`combine`).
+        rule: ``dgqa-vote``, ``dgqa-corrected``, ``mean-prob`` or ``top-k``.
         threshold: override the rule's threshold.
         k: top-k of the vote, or number of types for ``top-k``.
         target: name recorded in the result (default: the name of the target in ``scores.json``).
+        truth: what the target really holds (:func:`dgqa_data.truth.load_truth`: a dataset with a
+            ``distortion_type`` column or a CSV of families); the result then says how the
+            selection compares with it (``evaluation``).
+        truth_column: the column of ``truth`` to read.
     """
-    scores = load_scores(scores_dir)
-    return select(
-        scores.logits,
-        rule=rule,
-        threshold=threshold,
-        k=k,
-        target=target or target_name(str(scores.meta.get("target", "target"))),
-        classifier=scores.meta.get("classifier"),
-    )
+    from dgqa_data.versions import library_versions
+
+    folders = [scores_dir] if isinstance(scores_dir, (str, Path)) else list(scores_dir)
+    if not folders:
+        raise DgqaError("no scores folder given")
+    runs = []
+    for folder in folders:
+        scores = load_scores(folder)
+        runs.append(
+            select(
+                scores.logits,
+                rule=rule,
+                threshold=threshold,
+                k=k,
+                target=target or target_name(str(scores.meta.get("target", "target"))),
+                classifier=scores.meta.get("classifier"),
+                confusion=(scores.meta.get("confusion") or {}).get("counts"),
+            )
+        )
+        runs[-1].versions = scores.meta.get("versions")
+    if len({r.num_images for r in runs}) > 1:
+        raise DgqaError(f"the scores folders hold different numbers of images: {[r.num_images for r in runs]}")
+    selection = combine(runs, [str(f) for f in folders])
+    selection.versions = selection.versions or library_versions()
+    if truth is not None:
+        from dgqa_data.truth import judge, load_truth
+
+        known = load_truth(truth, truth_column)
+        selection.evaluation = judge(selection.selected, known)
+        for run, record in zip(runs, (selection.stability or {}).get("runs", [])):
+            record["evaluation"] = {k: v for k, v in judge(run.selected, known).items() if k != "truth"}
+    return selection
+
+
+TABLE_SCHEMA = pa.schema(
+    [
+        ("type_id", pa.int16()),
+        ("domain", pa.string()),
+        ("vote_share", pa.float64()),
+        ("corrected_share", pa.float64()),
+        ("mean_prob", pa.float64()),
+        ("selected", pa.bool_()),
+    ]
+)
 
 
 def write_report(selection: Selection, out: str | Path) -> Path:
     """Write ``selection.csv``, ``selection.parquet``, ``selection.json`` and ``similarity.png`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(
-        selection.table,
-        schema=pa.schema(
-            [
-                ("type_id", pa.int16()),
-                ("domain", pa.string()),
-                ("vote_share", pa.float64()),
-                ("mean_prob", pa.float64()),
-                ("selected", pa.bool_()),
-            ]
-        ),
-    )
+    rows = [{f.name: r.get(f.name) for f in TABLE_SCHEMA} for r in selection.table]
+    table = pa.Table.from_pylist(rows, schema=TABLE_SCHEMA)
     pacsv.write_csv(table, out / TABLE_CSV)
     pq.write_table(table, out / TABLE_PARQUET)
     selection.save(out / SELECTION_JSON)
@@ -347,7 +538,12 @@ def write_report(selection: Selection, out: str | Path) -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``dgqa select``."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--scores", help="folder written by `dgqa score`")
+    src.add_argument(
+        "--scores",
+        nargs="+",
+        help="folder written by `dgqa score`; several (classifiers of several seeds): keep what a "
+        "majority selects and report their agreement",
+    )
     src.add_argument("--paper", help="a published DGQA selection: livec, koniq10k, bid, pipal1..pipal6")
     p.add_argument("--rule", choices=RULES, default="dgqa-vote", help="default: dgqa-vote")
     p.add_argument("--threshold", type=fraction, default=None, help="override the rule's threshold")
@@ -355,7 +551,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--k", type=at_least(1), default=None, help="top-k of the vote (dgqa-vote) or types kept (top-k)"
     )
     p.add_argument("--target", default=None, help="target name to record (default: from scores.json)")
-    p.add_argument("--out", default=None, help="report folder (default: the --scores folder)")
+    p.add_argument(
+        "--truth",
+        default=None,
+        help="what the target really holds, to measure the selection against: a dataset with a "
+        "distortion_type column (PATH or PATH:SPLIT), or a CSV of image_id + families",
+    )
+    p.add_argument("--truth-column", default=None, help="the column of --truth to read")
+    p.add_argument("--out", default=None, help="report folder (default: the first --scores folder)")
     return p
 
 
@@ -364,13 +567,28 @@ def run(args: argparse.Namespace) -> Selection:
     if args.paper:
         if args.out is None:
             raise DgqaError("--paper needs --out")
+        if args.truth is not None:
+            raise DgqaError("--truth measures a computed selection: use it with --scores")
         selection = paper_selection(args.paper)
     else:
-        selection = select_from_scores(args.scores, args.rule, args.threshold, args.k, args.target)
-    out = write_report(selection, args.out or args.scores)
+        selection = select_from_scores(
+            args.scores, args.rule, args.threshold, args.k, args.target, args.truth, args.truth_column
+        )
+    out = write_report(selection, args.out or args.scores[0])
     print(format_table(selection))
     print(
         f"selected {len(selection.selected)} domain(s): {selection.selected} ({', '.join(selection.selected_names)})"
     )
+    if selection.stability:
+        st = selection.stability
+        flips = ", ".join(f"{t} {DISTORTION_NAMES[t]}" for t in st["flips"]) or "none"
+        print(
+            f"{len(st['runs'])} classifiers: Jaccard mean {st['jaccard_mean']:.2f} (min {st['jaccard_min']:.2f}); "
+            f"kept the types a majority selected; types that flip: {flips}"
+        )
+    if selection.evaluation:
+        from dgqa_data.truth import format_judgement
+
+        print(f"against the truth: {format_judgement(selection.evaluation)}")
     print(f"wrote {out / SELECTION_JSON}, {TABLE_CSV}, {TABLE_PARQUET}, {PLOT}")
     return selection

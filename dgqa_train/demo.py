@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from dgqa_data import __version__
-from dgqa_data.camera import CAMERA_TYPES, simulate_capture
+from dgqa_data.camera import capture_families, simulate_capture
 from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.paths import run_lock
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
@@ -48,6 +48,14 @@ HELDOUT_PHOTOS = ("immunohistochemistry",)
 TARGET_PHOTOS = ("chelsea", "coffee", "rocket")
 MIN_TILE_STD = 8.0  # tiles flatter than this (grey levels) show no distortion and are skipped
 STAGES = ("photos", "source", "target", "classifier", "subsets", "regressors", "report")
+#: Carried by every capture (JPEG at quality 50-95, milder than KADID JPEG level 1): not a family to find.
+BACKGROUND = ("jpeg",)
+#: The selection rules the demo measures; the first one's subset is ``dgqa/demo-sel-camera``.
+DEMO_RULES = ("dgqa-corrected", "dgqa-vote")
+#: The regressor arm of each rule's selection.
+ARM_NAMES = {"dgqa-corrected": "selected", "dgqa-vote": "vote"}
+#: Every arm of the regressor comparison, in report order.
+ARMS = ("selected", "vote", "oracle", "complement", "all", "random")
 SETTINGS_FILE = "demo.json"
 
 
@@ -64,6 +72,7 @@ class DemoSettings:
     backbone: str = "efficientnet-lite0"
     head: str = "ridge"
     finetune: bool = False
+    recipe: str = "capture"
     version: str = __version__
 
     @property
@@ -84,6 +93,12 @@ class DemoSettings:
     @property
     def classifier_epochs(self) -> int:
         return 30
+
+    @property
+    def classifier_options(self) -> dict[str, Any]:
+        """The classifier recipe: ``paper`` (none of the below) or ``capture`` (JPEG at quality 50-95 after
+        the synthetic distortion, as every target capture ends, and class-balanced loss weights)."""
+        return {"capture_jpeg": "50-95", "balance_classes": True} if self.recipe == "capture" else {}
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -137,6 +152,11 @@ class Demo:
     @property
     def target(self) -> Path:
         return self.hub / "camera"
+
+    @property
+    def truth(self) -> Path:
+        """What was done to each capture (``image_id``, ``families``, ``background``)."""
+        return self.out / "photos" / "camera-truth.csv"
 
     def random_arm(self, seed: int) -> Path:
         return self.hub / json.loads((self.out / "subsets.json").read_text())["random"][str(seed)]
@@ -271,6 +291,18 @@ class Demo:
             writer = csv.DictWriter(f, fieldnames=["image", "mos", "steps"])
             writer.writeheader()
             writer.writerows(rows)
+        with open(self.truth, "w", newline="") as f:  # what was done to each capture, for the selection
+            writer = csv.DictWriter(f, fieldnames=["image_id", "families", "background"])
+            writer.writeheader()
+            for row in rows:
+                found = capture_families(json.loads(row["steps"]))
+                writer.writerow(
+                    {
+                        "image_id": row["image"],
+                        "families": ";".join(f for f in found if f not in BACKGROUND),
+                        "background": ";".join(f for f in found if f in BACKGROUND),
+                    }
+                )
         shutil.rmtree(self.target, ignore_errors=True)
         report = build_corpus(
             "folder",
@@ -286,68 +318,99 @@ class Demo:
 
     # 4
     def stage_classifier(self) -> str:
-        from dgqa_data.selection import select_from_scores, write_report
+        from dgqa_data.selection import format_table, select_from_scores, write_report
+        from dgqa_data.truth import format_judgement
         from dgqa_train.score import score
         from dgqa_train.train_classifier import ClassifierTrainConfig, train_classifier
 
-        run = self.out / "classifier"
-        shutil.rmtree(run, ignore_errors=True)
-        metrics = train_classifier(
-            ClassifierTrainConfig(
-                train_dataset=str(self.source),
-                eval_dataset=str(self.heldout),
-                output_dir=str(run),
-                backbone=self.s.backbone,
-                features="multilevel",
-                freeze_backbone=True,
-                crop_size=self.s.tile,
-                epochs=self.s.classifier_epochs,
-                batch_size=64,
-                lr=1e-3,
-                seed=0,
+        accuracies = []
+        for seed in range(self.s.seeds):
+            run = self.out / "classifier" / f"seed{seed}"
+            shutil.rmtree(run, ignore_errors=True)
+            metrics = train_classifier(
+                ClassifierTrainConfig(
+                    train_dataset=str(self.source),
+                    eval_dataset=str(self.heldout),
+                    output_dir=str(run),
+                    feature_cache=str(self.out / "classifier" / "features"),  # by content: shared by seeds
+                    backbone=self.s.backbone,
+                    features="multilevel",
+                    freeze_backbone=True,
+                    crop_size=self.s.tile,
+                    epochs=self.s.classifier_epochs,
+                    batch_size=64,
+                    lr=1e-3,
+                    seed=seed,
+                    **self.s.classifier_options,
+                )
             )
+            accuracies.append(metrics["epochs"][-1]["eval_accuracy"])
+            if seed == 0:
+                plot_confusion(np.asarray(metrics["confusion"]), self.out / "confusion.png")
+            score(run, str(self.target), self.out / "scores" / f"seed{seed}", crops=1, crop_size=self.s.tile)
+        scores = [self.out / "scores" / f"seed{s}" for s in range(self.s.seeds)]
+        said = []
+        for rule in DEMO_RULES:
+            selection = select_from_scores(scores, rule=rule, target="camera", truth=self.truth)
+            write_report(selection, self.out / "selection" / rule)
+            print(f"{rule}:\n{format_table(selection)}")
+            said.append(f"{rule} {selection.selected}: {format_judgement(selection.evaluation)}")
+        shutil.copyfile(self.out / "selection" / DEMO_RULES[-1] / "similarity.png", self.out / "similarity.png")
+        return (
+            f"held-out accuracy {np.mean(accuracies):.3f} +- {np.std(accuracies):.3f} over {len(accuracies)} seeds "
+            f"(chance {1 / NUM_CLASSES:.3f}); " + "; ".join(said)
         )
-        plot_confusion(np.asarray(metrics["confusion"]), self.out / "confusion.png")
-        score(run, str(self.target), self.out / "scores", crops=1, crop_size=self.s.tile, batch_size=32)
-        selection = select_from_scores(self.out / "scores", rule="dgqa-vote", target="camera")
-        write_report(selection, self.out / "selection")
-        shutil.copyfile(self.out / "selection" / "similarity.png", self.out / "similarity.png")
-        from dgqa_data.selection import format_table
-
-        print(format_table(selection))
-        acc = metrics["epochs"][-1]["eval_accuracy"]
-        return f"held-out accuracy {acc:.3f} (chance {1 / NUM_CLASSES:.3f}); selected {selection.selected}"
 
     # 5
+    def arm_selections(self) -> dict[str, Any]:
+        """The selection of every selected arm: one per rule of :data:`DEMO_RULES` (the first is
+        ``selected``), ``oracle`` (the types of the families the captures carry, background included)
+        and ``complement`` (every other type)."""
+        from dgqa_data.selection import Selection, given_selection
+        from dgqa_data.truth import load_truth
+
+        arms = {ARM_NAMES[r]: Selection.load(self.out / "selection" / r / "selection.json") for r in DEMO_RULES}
+        truth = load_truth(self.truth)
+        carried = sorted({t for g in (truth.families, truth.background) for ts in g.values() for t in ts})
+        arms["oracle"] = given_selection("camera-oracle", carried, "the types of the families the captures carry")
+        other = [t for t in range(1, NUM_CLASSES) if t not in carried]
+        arms["complement"] = given_selection("camera-complement", other, "the types the captures do not carry")
+        return arms
+
     def stage_subsets(self) -> str:
-        from dgqa_data.selection import Selection
         from dgqa_data.subsets import all_control, random_control, select_subset
 
-        selection = Selection.load(self.out / "selection" / "selection.json")
         common = {"embed_restricted": True, "overwrite": True, "progress": False}  # photos ship with scikit-image
-        sel = select_subset(self.source, selection, target="camera", **common)
+        arms = self.arm_selections()
+        made = {
+            arm: select_subset(self.source, sel, target="camera" if arm == "selected" else f"camera-{arm}", **common)
+            for arm, sel in arms.items()
+        }
         full = all_control(self.source, **common)
-        randoms = {s: random_control(self.source, selection, seed=s, **common) for s in range(self.s.seeds)}
+        randoms = {s: random_control(self.source, arms["selected"], seed=s, **common) for s in range(self.s.seeds)}
         info = {
-            "selected": sel.name,
+            "selected": made["selected"].name,
+            "arms": {arm: r.name for arm, r in made.items()},
             "all": full.name,
             "random": {str(s): r.name for s, r in randoms.items()},
             "rows": {
-                sel.name: sel.num_rows,
+                **{r.name: r.num_rows for r in made.values()},
                 full.name: full.num_rows,
                 **{r.name: r.num_rows for r in randoms.values()},
             },
         }
         (self.out / "subsets.json").write_text(json.dumps(info, indent=2) + "\n")
-        return f"dgqa/{sel.name} ({sel.num_rows} rows), dgqa/{full.name} ({full.num_rows}), {len(randoms)} random controls"
+        listed = ", ".join(f"dgqa/{r.name} ({r.num_rows} rows)" for r in made.values())
+        return f"{listed}, dgqa/{full.name} ({full.num_rows}), {len(randoms)} random controls"
 
     # 6
     def stage_regressors(self) -> str:
         info = json.loads((self.out / "subsets.json").read_text())
-        arms = {"selected": [self.hub / info["selected"]], "all": [self.hub / info["all"]]}
+        arms = {arm: self.hub / name for arm, name in info["arms"].items()}
+        arms["all"] = self.hub / info["all"]
         results: list[dict[str, Any]] = []
         seeds = list(range(self.s.seeds))
-        for arm, (folder,) in arms.items():
+        for arm, folder in arms.items():
             results += [dict(r, arm=arm) for r in self._fit(folder, seeds)]
         for s in seeds:
             results += [dict(r, arm="random") for r in self._fit(self.random_arm(s), [s])]
@@ -415,11 +478,16 @@ class Demo:
         from dgqa_data.selection import Selection, format_table
 
         split = json.loads((self.out / "photos" / "split.json").read_text())
-        cls_metrics = json.loads((self.out / "classifier" / "metrics.json").read_text())
-        last = cls_metrics["epochs"][-1]
-        selection = Selection.load(self.out / "selection" / "selection.json")
+        runs = [json.loads((self.out / "classifier" / f"seed{s}" / "metrics.json").read_text()) for s in range(self.s.seeds)]
+        accs = [m["epochs"][-1]["eval_accuracy"] for m in runs]
+        selections = {r: Selection.load(self.out / "selection" / r / "selection.json") for r in DEMO_RULES}
         subsets = json.loads((self.out / "subsets.json").read_text())
-        k = selection.k or 4
+        recipe = (
+            "capture-aware recipe: each training and held-out image JPEG-encoded at a quality drawn from 50-95 after "
+            "its synthetic distortion (`--capture_jpeg 50-95`), class-balanced loss (`--balance_classes`)"
+            if self.s.recipe == "capture"
+            else "the paper's recipe (no capture augmentation, no class balancing)"
+        )
         lines = [
             "# dgqa demo report",
             "",
@@ -434,8 +502,8 @@ class Demo:
             "| pool | photos (tiles) | use |",
             "|---|---|---|",
             f"| source | {_pool(split['source'])} | KADIS-style set `dgqa/demo` (pristine + 25 types x 5 levels): classifier and regressor training |",
-            f"| held out | {_pool(split['heldout'])} | `dgqa/demo-heldout`: classifier accuracy on a photo it never saw |",
-            f"| target | {_pool(split['target'])} | `dgqa/camera`: {n_target} simulated camera captures; labels used for evaluation only |",
+            f"| held out | {_pool(split['heldout'])} | `dgqa/demo-heldout`: classifier accuracy and confusion matrix on a photo it never saw |",
+            f"| target | {_pool(split['target'])} | `dgqa/camera`: {n_target} simulated camera captures; labels and what was done to them used for evaluation only |",
             "",
             "Labels (source and target on one scale, `dgqa_data.severity`): quality = prod(1 - 0.8 s) over the "
             "degradations applied, with s the severity of a KADID level (level / 5) or of a camera degradation "
@@ -444,29 +512,50 @@ class Demo:
             "## Domain classifier",
             "",
             f"Frozen `{self.s.backbone}` features + a linear 26-way head, trained with Accelerate for "
-            f"{len(cls_metrics['epochs'])} epochs on {cls_metrics['train_images']} images. Held-out accuracy "
-            f"(photo never seen): **{last['eval_accuracy']:.3f}** on {last['eval_images']} images "
-            f"(chance {1 / NUM_CLASSES:.3f}). Confusion matrix: `confusion.png`.",
+            f"{len(runs[0]['epochs'])} epochs on {runs[0]['train_images']} images, {recipe}; one classifier per "
+            f"seed ({self.s.seeds}). Held-out accuracy (photo never seen, {runs[0]['eval_images']} images): "
+            f"**{np.mean(accs):.3f} +- {np.std(accs):.3f}** (per seed {', '.join(f'{a:.3f}' for a in accs)}; "
+            f"chance {1 / NUM_CLASSES:.3f}). Confusion matrix of seed 0: `confusion.png`.",
             "",
-            "## Selection (`dgqa-vote`)",
+            "## Selection against what the captures carry",
             "",
-            f"Each target image votes for its top-{k} classes; a type's vote share is its votes divided by "
-            f"(k - 1) x M = {k - 1} x {selection.num_images}, so the 26 shares sum to k / (k - 1) = {k / (k - 1):.3f}; "
-            f"types with a share that rounds (2 decimals) to >= {selection.threshold} are selected. "
-            f"Selected: **{selection.selected}** ({', '.join(selection.selected_names)}). Chart: `similarity.png`.",
+            "Each capture records what was done to it (`photos/camera-truth.csv`); a family is found when one of "
+            "its matching KADID types is selected, and a selected type that matches no family the captures carry "
+            "is an extra. JPEG (quality 50-95, on every capture, milder than KADID JPEG level 1) is background: "
+            "selecting 10 is neither a find nor an extra. Each rule is applied to every seed's classifier; the "
+            "types a majority of seeds selected are kept.",
             "",
-            "| camera degradation | targets with it | matching KADID types | their vote share | selected of them |",
-            "|---|---:|---|---:|---|",
+            "| rule | types kept | families found | missed | extra types | recall | precision | seeds' Jaccard (min) | types that flip |",
+            "|---|---:|---|---|---|---:|---:|---|---|",
         ]
-        lines += self.degradation_rows(selection)
-        lines += ["", "<details><summary>Vote share and mean probability of every class</summary>", ""]
-        lines += [format_table(selection), "", "</details>"]
+        for rule, sel in selections.items():
+            ev, st = sel.evaluation, sel.stability or {}
+            lines.append(
+                f"| `{rule}` | {len(sel.selected)} | {len(ev['found'])} of {ev['families']} ({', '.join(ev['found']) or '-'}) | "
+                f"{', '.join(ev['missed']) or '-'} | {', '.join(map(str, ev['extras'])) or '-'} | {ev['recall']:.2f} | "
+                f"{ev['precision']:.2f} | {st.get('jaccard_mean', 1.0):.2f} ({st.get('jaccard_min', 1.0):.2f}) | "
+                f"{', '.join(map(str, st.get('flips', []))) or 'none'} |"
+            )
+        lines += ["", "Found vs carried, per family (shares averaged over seeds):", ""]
+        lines += self.family_rows(selections)
+        lines += [
+            "",
+            "`dgqa-vote` is the official rule: each image votes for its top-4 classes and a type is kept when its "
+            "vote share (votes / (k - 1) x M, so the 26 shares sum to k / (k - 1)) rounds to >= 0.04. "
+            "`dgqa-corrected` explains the target's predicted-class histogram with the classifier's held-out "
+            "confusion matrix (non-negative least squares on the simplex) and keeps the types whose share is >= 0.04. "
+            "Chart: `similarity.png` (vote and corrected shares side by side).",
+        ]
+        for rule, sel in selections.items():
+            lines += ["", f"<details><summary>{rule}: every class</summary>", "", format_table(sel), "", "</details>"]
         lines += [
             "",
             "## Regressors on the target",
             "",
             f"Last-epoch numbers only (nothing is picked on the target). Chance band for {n_target} target images: "
-            f"|SRCC| < 2 / sqrt(N) = {chance:.3f}.",
+            f"|SRCC| < 2 / sqrt(N) = {chance:.3f}. Arms: `selected` ({DEMO_RULES[0]}), `vote` (dgqa-vote), `oracle` "
+            "(the types of the families the captures carry), `complement` (the other types), `all`, `random` (as many "
+            "rows as `selected`, one draw per seed).",
             "",
             "| arm | training set | images | SRCC mean +- std | PLCC mean +- std | SRCC per seed |",
             "|---|---|---:|---|---|---|",
@@ -478,13 +567,14 @@ class Demo:
                 f"{v['srcc_mean']:.3f} +- {v['srcc_std']:.3f} | {v['plcc_mean']:.3f} +- {v['plcc_std']:.3f} | "
                 f"{', '.join(f'{x:.3f}' for x in v['srcc'])} |"
             )
+        versions = selections[DEMO_RULES[0]].versions or {}
         lines += [
             "",
             *(
                 [
                     "The ridge head is deterministic given its training set: a seed only reshuffles the "
-                    "cross-validation folds that choose its penalty, so the selected and all arms may show no "
-                    "spread; the random arm's spread is that of its random draws.",
+                    "cross-validation folds that choose its penalty, so the fixed arms may show no spread; the "
+                    "random arm's spread is that of its random draws.",
                     "",
                 ]
                 if self.s.head == "ridge" and not self.s.finetune
@@ -499,29 +589,35 @@ class Demo:
             "|" + "---:|" * len(self.times),
             "| " + " | ".join(f"{v:.0f}" for v in self.times.values()) + " |",
             "",
+            "## Library versions",
+            "",
+            ", ".join(f"{k} {v}" for k, v in versions.items()),
+            "",
         ]
         return "\n".join(lines)
 
-    def degradation_rows(self, selection) -> list[str]:
-        """Per camera degradation: how many targets carry it and how the votes treated its KADID types."""
-        with open(self.out / "photos" / "camera-labels.csv", newline="") as f:
-            steps = [json.loads(r["steps"]) for r in csv.DictReader(f)]
-        keys = {
-            "defocus": "defocus_radius",
-            "shake": "shake_length",
-            "exposure": "exposure_ev",
-            "noise": "noise_sigma",
-            "jpeg": "jpeg_quality",
-        }
-        share = {r["type_id"]: r["vote_share"] for r in selection.table}
-        rows = []
-        for kind, types in CAMERA_TYPES.items():
-            n = sum(keys[kind] in s for s in steps)
-            chosen = [t for t in types if t in selection.selected]
-            rows.append(
-                f"| {kind} | {n} | {', '.join(f'{t} {DISTORTION_NAMES[t]}' for t in types)} | "
-                f"{sum(share[t] for t in types):.3f} | {chosen or 'none'} |"
-            )
+    def family_rows(self, selections: dict[str, Any]) -> list[str]:
+        """Per family of the captures: how many carry it, its matching types, and each rule's share and verdict."""
+        from dgqa_data.truth import load_truth
+
+        truth = load_truth(self.truth)
+        head = "| family | captures with it | matching KADID types | " + " | ".join(
+            f"{r} share | {r}" for r in selections
+        ) + " |"
+        rows = [head, "|---|---:|---|" + "---:|---|" * len(selections)]
+        for group, background in ((truth.families, False), (truth.background, True)):
+            for family, types in group.items():
+                cells = [
+                    f"{family}{' (background)' if background else ''}",
+                    str(truth.rows.get(family, 0)),
+                    ", ".join(f"{t} {DISTORTION_NAMES[t]}" for t in types),
+                ]
+                for rule, sel in selections.items():
+                    key = "corrected_share" if rule == "dgqa-corrected" else "vote_share"
+                    share = sum(sel.table[t][key] or 0.0 for t in types)
+                    chosen = [t for t in types if t in sel.selected]
+                    cells += [f"{share:.3f}", f"found ({', '.join(map(str, chosen))})" if chosen else "missed"]
+                rows.append("| " + " | ".join(cells) + " |")
         return rows
 
 
@@ -537,7 +633,7 @@ def _pool(photos: dict[str, int]) -> str:
 def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per arm: SRCC/PLCC per seed, their mean and (population) standard deviation, training images."""
     out = {}
-    for arm in ("selected", "all", "random"):
+    for arm in ARMS:
         rs = sorted((r for r in results if r["arm"] == arm), key=lambda r: r["seed"])
         if not rs:
             continue

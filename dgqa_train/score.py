@@ -19,6 +19,7 @@ if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).reso
     sys.path.pop(0)
 
 import argparse
+import json
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,10 @@ from dgqa_data import __version__
 from dgqa_data.errors import DgqaError, MissingInputError, at_least
 from dgqa_data.paths import check_output
 from dgqa_data.schema import NUM_CLASSES
-from dgqa_data.scores import SCORES_FILE, Scores, sha256_file
+from dgqa_data.scores import CONFUSION_FILE, SCORES_FILE, Scores, sha256_file
 from dgqa_data.scores import write_scores as _write  # the table lives in the data layer
+from dgqa_data.selection import check_confusion
+from dgqa_data.versions import library_versions
 from dgqa_train.config import make_accelerator
 from dgqa_train.data import CropDataset, load_iqa_dataset, make_loader, norm_tensors
 from dgqa_train.evaluate import predict_batches
@@ -70,6 +73,20 @@ def load_classifier(path: str | Path) -> tuple[IQAModel, dict[str, Any]]:
         "backbone": model.config.backbone,
     }
     return model.eval(), identity
+
+
+def held_out_confusion(classifier: str | Path) -> dict[str, Any] | None:
+    """The held-out confusion matrix saved beside a classifier (None: the official checkpoint, or a
+    classifier trained without a held-out set)."""
+    path = Path(classifier) / CONFUSION_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        check_confusion(data.get("counts"), str(path))
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise DgqaError(f"{path}: not a confusion matrix written by dgqa ({err})") from None
+    return data
 
 
 def score(
@@ -132,6 +149,8 @@ def score(
         "mixed_precision": mixed_precision,
         "num_processes": accelerator.num_processes,
         "dgqa_version": __version__,
+        "versions": library_versions(),
+        "confusion": held_out_confusion(classifier),
     }
     if accelerator.is_main_process:
         _write(out, image_ids, logits, meta)

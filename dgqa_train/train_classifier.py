@@ -32,6 +32,8 @@ import torch
 from dgqa_data.errors import DgqaError
 from dgqa_data.paths import check_output, run_lock
 from dgqa_data.schema import NUM_CLASSES
+from dgqa_data.scores import CONFUSION_FILE
+from dgqa_train.capture import HELDOUT_STREAM, TRAIN_STREAM, CaptureAugment
 from dgqa_train.config import LoopConfig, check_ranges, parse_config, save_config
 from dgqa_train.data import (
     CropDataset,
@@ -84,19 +86,47 @@ class ClassifierTrainConfig(LoopConfig):
             "crop once (cached in output_dir/features) and train only the head (fast on CPU)"
         },
     )
+    feature_cache: str | None = field(
+        default=None,
+        metadata={
+            "help": "folder of the frozen-backbone feature cache (default output_dir/features); features are "
+            "keyed by image content, so runs of several seeds may share one"
+        },
+    )
     epochs: int = field(default=10, metadata={"help": "training epochs"})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
     crop_size: int = field(default=224, metadata={"help": "square crop side in pixels"})
     seed: int = field(default=0, metadata={"help": "seed of init, shuffling, crops and the held-out split"})
+    capture_jpeg: str | None = field(
+        default=None,
+        metadata={
+            "help": "capture augmentation: JPEG-encode every training and held-out image after its distortion "
+            "at a quality drawn from LO-HI (e.g. 50-95), seeded; off by default (the paper's recipe)"
+        },
+    )
+    capture_resize: str | None = field(
+        default=None,
+        metadata={"help": "with --capture_jpeg: first resize by a factor drawn from LO-HI (e.g. 0.5-1.0)"},
+    )
+    balance_classes: bool = field(
+        default=False,
+        metadata={"help": "weight each class's loss by its inverse frequency (pristine is 1 in 126 of a full plan)"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.capture  # noqa: B018 - validates the capture flags now
         if not 0.0 <= self.eval_fraction < 1.0:
             raise DgqaError(f"--eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.epochs < 1:
             raise DgqaError(f"--epochs must be >= 1, got {self.epochs}")
         check_ranges(self, lr=(0, None), weight_decay=(0, None), crop_size=(1, None))
+
+    @property
+    def capture(self) -> CaptureAugment | None:
+        """The capture augmentation of the flags (None: off)."""
+        return CaptureAugment.from_flags(self.capture_jpeg, self.capture_resize, self.seed)
 
 
 def _check_labels(ds: Any, name: str) -> None:
@@ -130,6 +160,15 @@ def evaluate(accelerator: Any, model: torch.nn.Module, loader: Any, mean, std) -
     return metrics, confusion
 
 
+def class_weights(labels: Any) -> torch.Tensor:
+    """Loss weight of every class: N / (classes present x its count); 0 for an absent class."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_CLASSES).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(NUM_CLASSES)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(w, dtype=torch.float32)
+
+
 class FeatureDataset(torch.utils.data.Dataset):
     """Cached backbone features with their class labels (the inputs of a frozen-backbone head)."""
 
@@ -157,7 +196,8 @@ def _feature_sets(
 
     show = accelerator.is_local_main_process
     with accelerator.main_process_first():
-        cache = FeatureCache(Path(config.output_dir) / "features", backbone_id(model, config.crop_size))
+        folder = Path(config.feature_cache or Path(config.output_dir) / "features")
+        cache = FeatureCache(folder, backbone_id(model, config.crop_size))
         x = extract_features(model, train_ds, config.crop_size, cache, desc="features (train)", progress=show)
         ex = None
         if eval_ds is not None and len(eval_ds):
@@ -192,6 +232,12 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
     elif config.eval_fraction > 0:
         train_idx, eval_idx = split_by_reference(train_ds, config.eval_fraction, config.seed)
         train_ds, eval_ds = train_ds.select(train_idx), train_ds.select(eval_idx)
+    capture = config.capture
+    if capture is not None:  # after the split: held-out rows get their own draws
+        with accelerator.main_process_first():
+            train_ds = capture.dataset(train_ds, TRAIN_STREAM)
+            eval_ds = capture.dataset(eval_ds, HELDOUT_STREAM) if eval_ds is not None and len(eval_ds) else eval_ds
+    weights = class_weights(train_ds["distortion_type"]) if config.balance_classes else None
 
     model = build_model(
         ModelConfig(
@@ -246,7 +292,8 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
 
     def loss(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = m(to_model_input(batch["pixel_values"], mean, std))
-        return torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
+        w = None if weights is None else weights.to(logits.device)
+        return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=w)
 
     fit(accelerator, config, net, optimizer, train_loader, loss, state, held_out)
 
@@ -260,12 +307,22 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
         "eval_images": len(eval_ds) if eval_ds is not None else 0,
         "completed": state.epoch == config.epochs,
         "frozen_backbone": config.freeze_backbone,
+        "capture": capture.describe() if capture is not None else None,
+        "balance_classes": config.balance_classes,
     }
     if confusion:
         metrics["confusion"] = confusion[0].tolist()  # last evaluation; rows: true class, columns: predicted
     if accelerator.is_main_process:
         save_model(accelerator.unwrap_model(model), out)
         (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+        if confusion:
+            held = {
+                "counts": confusion[0].tolist(),
+                "dataset": config.eval_dataset or f"{config.train_dataset} (eval_fraction {config.eval_fraction})",
+                "images": int(confusion[0].sum()),
+                "capture": metrics["capture"],
+            }
+            (out / CONFUSION_FILE).write_text(json.dumps(held) + "\n")
         accelerator.print(f"saved the classifier to {out}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
