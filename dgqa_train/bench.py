@@ -470,4 +470,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dgqa_data.cli import guarded
+
+    sys.exit(guarded("dgqa bench", main))

@@ -94,4 +94,6 @@ def _rows(folder: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dgqa_data.cli import guarded
+
+    sys.exit(guarded("release_paper_subsets", main))
