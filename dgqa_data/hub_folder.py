@@ -232,7 +232,9 @@ def _kept_files(old: Path, new: Path) -> list[str]:
     kept = sorted(
         rel
         for p in old.rglob("*")
-        if not p.is_dir() and (rel := p.relative_to(old).as_posix()) not in ours and rel != OUTPUT_MARKER
+        if (p.is_symlink() or not p.is_dir())  # a symlinked folder is kept as the link it is
+        and (rel := p.relative_to(old).as_posix()) not in ours
+        and rel != OUTPUT_MARKER
     )
     clash = [rel for rel in kept if (new / rel).exists() or (new / rel).is_symlink()]
     if clash:

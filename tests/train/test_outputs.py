@@ -97,6 +97,7 @@ def test_a_folder_of_user_files_is_refused(w, tmp_path, capsys, verb, argv, mess
 
 def test_overwrite_writes_beside_user_files_and_keeps_them(w, tmp_path, capsys):
     out = user_folder(tmp_path / "mydata", notes_dot_txt="mine\n")
+    (out / "photos").symlink_to(w["kadid"])  # kept as the link it is, never followed
     rc, err = run(capsys, "build", "kadid10k", "--root", w["kadid"], "--out", out, "--overwrite")
     assert rc == 0, err
     assert (out / "notes.txt").read_text() == "mine\n"
@@ -107,6 +108,7 @@ def test_overwrite_writes_beside_user_files_and_keeps_them(w, tmp_path, capsys):
     rc, err = run(capsys, "build", "kadid10k", "--root", w["kadid"], "--out", out, "--overwrite")
     assert rc == 0, err
     assert (out / "notes.txt").read_text() == "mine\n" and (out / "data" / "mine.txt").read_text() == "also mine\n"
+    assert (out / "photos").readlink() == w["kadid"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mydata"]  # no temporaries left
 
 
