@@ -236,3 +236,12 @@ def test_script_entry_points_print_one_line(tmp_path):
         done = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stderr) == (2, line + "\n")
     assert snapshot(proj) == {"README.md": hashlib.sha256(b"# mine\n").hexdigest()}
+
+
+def test_push_to_hub_is_checked_before_training(w, tmp_path, capsys):
+    rc, err = run(capsys, "train", "--train_dataset", w["built"], "--output_dir", tmp_path / "r", "--push_to_hub", "../../etc")
+    assert rc == 2 and err == (
+        "dgqa train: error: --push_to_hub must be ORG/NAME (letters, digits, '-', '_', '.'; no '..' or '--'), "
+        "got '../../etc'\n"
+    )
+    assert not (tmp_path / "r").exists()
