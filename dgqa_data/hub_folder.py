@@ -282,7 +282,8 @@ class HubFolderWriter:
             recover_interrupted(self.out)
         if self.out.exists() and not overwrite:
             raise OutputExistsError(
-                f"{self.out} already exists; pass overwrite=True (--overwrite) to replace it"
+                f"{self.out} already exists; pass overwrite=True (--overwrite) to replace it (files dgqa "
+                "did not write stay)"
             )
         if self.out.exists() and not self.out.is_dir():
             raise OutputExistsError(f"{self.out} is a file, not a dataset folder")
