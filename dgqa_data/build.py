@@ -66,7 +66,7 @@ def _read(
     try:
         return transform(data), None
     except (OSError, ValueError) as err:
-        return None, f"cannot transform image: {err}"
+        return None, f"cannot transform image: {str(err).removeprefix('image: ')}"
 
 
 def build_corpus(

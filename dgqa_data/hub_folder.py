@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from dgqa_data.errors import MissingInputError, OutputExistsError
+from dgqa_data.errors import DgqaError, MissingInputError, OutputExistsError
 from dgqa_data.paths import OUTPUT_MARKER, check_folder, owner_alive, process_owner
 
 SHARD_BYTES = 500 * 2**20  # Hub guidance: a few hundred MB per parquet file
@@ -533,3 +533,8 @@ def load_folder_or_hub(path: str | Path, streaming: bool = False, name: str | No
             f"dataset {name or path}: neither a dataset folder with data files nor a Hub dataset reachable "
             f"from here ({err})"
         ) from None
+    except datasets.exceptions.DatasetGenerationError as err:  # e.g. a parquet file with no rows
+        files = sorted(Path(path).rglob("*.parquet")) if Path(path).is_dir() else []
+        empty = [f for f in files if pq.read_metadata(f).num_rows == 0]
+        what = f"{empty[0]} has 0 rows (no images)" if empty else f"cannot be read ({err.__cause__ or err})"
+        raise DgqaError(f"dataset {name or path}: {what}") from None

@@ -1,13 +1,16 @@
 """The one image decoder: any file Pillow opens -> 8-bit RGB, with a clear error naming the file.
 
-Used by build's full verification, synth, the training/scoring input pipeline, the linear probe
-and predict, so an image is decoded the same way everywhere.
+Used by build's checks (the fast header check too), SPAQ's resize, synth, the training/scoring input
+pipeline, the linear probe and predict, so an image is decoded the same way everywhere, and every
+open, header-only ones included, goes through the one guard (:func:`opened`).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +46,38 @@ def to_rgb8(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@contextmanager
+def opened(source: bytes | str | Path, name: str | None = None) -> Iterator[Image.Image]:
+    """The one guarded way to open an image file or bytes: the header is read (call ``load()`` for the
+    pixels, inside the ``with``), and every failure, a decompression bomb included, is an
+    :class:`ImageDecodeError` naming the image.
+
+    Args:
+        source: encoded bytes or a file path.
+        name: what to call it in an error (default: the path).
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                limit = Image.MAX_IMAGE_PIXELS  # checked here too: warning filters are not thread-safe
+                if limit and img.width * img.height > limit:
+                    raise Image.DecompressionBombError(
+                        f"Image size ({img.width * img.height} pixels) exceeds limit of {limit} pixels"
+                    )
+                yield img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageDecodeError(
+            f"{label}: refused to decode: {err} (a huge or hostile image; raise PIL.Image.MAX_IMAGE_PIXELS "
+            "if you trust it)"
+        ) from None
+    except (FileNotFoundError, DgqaError):
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageDecodeError(f"{label}: cannot decode the image: {err}") from None
+
+
 def open_rgb(source: bytes | str | Path | Image.Image, name: str | None = None) -> Image.Image:
     """Decode ``source`` (encoded bytes, a file path or a PIL image) to an 8-bit RGB PIL image.
 
@@ -56,19 +91,6 @@ def open_rgb(source: bytes | str | Path | Image.Image, name: str | None = None) 
     """
     if isinstance(source, Image.Image):
         return to_rgb8(source)
-    label = name or (str(source) if not isinstance(source, bytes) else "image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageDecodeError(
-            f"{label}: refused to decode: {err} (a huge or hostile image; raise PIL.Image.MAX_IMAGE_PIXELS "
-            "if you trust it)"
-        ) from None
-    except FileNotFoundError:
-        raise
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError(f"{label}: cannot decode the image: {err}") from None
-    return to_rgb8(img)
+    with opened(source, name) as img:
+        img.load()
+        return to_rgb8(img)

@@ -56,18 +56,27 @@ def load_scores(folder: str | Path) -> Scores:
     for name in (SCORES_FILE, SCORES_META):
         if not (folder / name).is_file():
             raise MissingInputError(f"{folder / name} not found: not a folder written by `dgqa score`")
-    table = pq.read_table(folder / SCORES_FILE)
+    try:
+        table = pq.read_table(folder / SCORES_FILE)
+    except (pa.ArrowException, OSError) as err:
+        raise DgqaError(f"{folder / SCORES_FILE}: not a parquet file written by `dgqa score` ({err})") from None
     if "logits" not in table.column_names or "image_id" not in table.column_names:
         raise DgqaError(f"{folder / SCORES_FILE}: no image_id/logits columns; not written by `dgqa score`")
     rows = table.column("logits").to_pylist()
-    bad = [i for i, r in enumerate(rows) if r is None or len(r) != NUM_CLASSES]
+    bad = [i for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != NUM_CLASSES]
     if bad:
         raise DgqaError(
-            f"{folder / SCORES_FILE}: row {bad[0]} has {len(rows[bad[0]] or [])} logits, not {NUM_CLASSES} "
+            f"{folder / SCORES_FILE}: row {bad[0]} has {len(rows[bad[0]]) if isinstance(rows[bad[0]], list) else 0} "
+            f"logits, not {NUM_CLASSES} "
             f"({len(bad)} such row(s)); scores of a {NUM_CLASSES}-way domain classifier are needed"
         )
     logits = np.asarray(rows, dtype=np.float32).reshape(-1, NUM_CLASSES)
-    meta = json.loads((folder / SCORES_META).read_text())
+    try:
+        meta = json.loads((folder / SCORES_META).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DgqaError(f"{folder / SCORES_META}: not JSON written by `dgqa score` ({err})") from None
+    if not isinstance(meta, dict):
+        raise DgqaError(f"{folder / SCORES_META}: holds {json.dumps(meta)[:40]}, not the JSON object `dgqa score` writes")
     return Scores(table.column("image_id").to_pylist(), logits, meta)
 
 

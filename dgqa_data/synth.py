@@ -18,10 +18,11 @@ import json
 import os
 import pickle
 import shutil
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class Reference:
     dataset: str | None = None  # a dgqa dataset folder + row index
     index: int = -1
     csv_type: int | None = None
+    stem: str = ""  # the name its images are written under (see :func:`unique_stems`)
 
     def load(self) -> np.ndarray:
         from dgqa_data.images import open_rgb
@@ -132,7 +134,27 @@ def find_references(source: str | Path, limit: int | None = None) -> list[Refere
     if outside:
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         raise CorpusError(f"synth source {src}: {outside[0].reason}{more}")
-    return refs[:limit] if limit else refs
+    return unique_stems(refs[:limit] if limit else refs)
+
+
+def unique_stems(refs: list[Reference]) -> list[Reference]:
+    """Give every reference the stem its images are named by: the official KADIS cut (the name up to
+    its first dot); references whose cut would clash (``photo.jpg`` / ``photo.png``, ``img.v1.png`` /
+    ``img.v2.png``) keep their whole name, dots as ``_``, with a note. A clash left after that is an error."""
+    cut = Counter(_stem(r.ref_id) for r in refs)
+    stems = [_stem(r.ref_id) if cut[_stem(r.ref_id)] == 1 else r.ref_id.replace(".", "_") for r in refs]
+    renamed = [f"{r.ref_id} -> {s}" for r, s in zip(refs, stems, strict=True) if s != _stem(r.ref_id)]
+    if renamed:
+        print(
+            f"note: {len(renamed)} reference(s) share a name up to the first dot; their images are named by "
+            f"the whole name instead: {', '.join(renamed[:6])}{' ...' if len(renamed) > 6 else ''}",
+            file=sys.stderr,
+        )
+    left = [s for s, n in Counter(stems).items() if n > 1]
+    if left:
+        clash = [r.ref_id for r, s in zip(refs, stems, strict=True) if s in left]
+        raise CorpusError(f"references {', '.join(clash[:6])} would name their images alike ({left[0]}); rename one")
+    return [replace(r, stem=s) for r, s in zip(refs, stems, strict=True)]
 
 
 def _kadis_references(root: Path) -> list[Reference]:
@@ -225,7 +247,7 @@ def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan, skipped:
             raise CorpusError(
                 f"reference {ref.ref_id}: {reason} (use --skip-bad to record and skip it)"
             ) from None
-        stem = _stem(ref.ref_id)
+        stem = ref.stem
         for tid, level in jobs_for(ref_no, ref, plan):
             if tid == 0:
                 img, draws, seed, name = pristine, {}, 0, f"{stem}.{ext}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.paths import check_output, run_lock
 from dgqa_train.data import center_crop, decode_rgb, load_iqa_dataset, reference_groups
+from dgqa_train.evaluate import json_safe
 from dgqa_train.models import IQAModel, build_model
 
 HEADS = ("ridge", "mlp")
@@ -323,10 +325,18 @@ def probe(
         groups = reference_groups(ds)
         for seed in seeds:
             predict, info = fit_head(head, x, y, seed, groups)
-            metrics = iqa_metrics(predict(x_eval), y_eval)
+            pred = predict(x_eval)
+            metrics = iqa_metrics(pred, y_eval)
             records.append(
                 {"train": spec, "seed": int(seed), "train_images": len(y), "head": head, **info, **metrics}
             )
+            undefined = [k for k, v in metrics.items() if not math.isfinite(v)]
+            if undefined:  # written as null, with the reason
+                constant = [n for n, a in (("predictions", pred), ("evaluation labels", y_eval)) if np.ptp(a) == 0]
+                records[-1]["undefined"] = (
+                    f"{', '.join(undefined)} undefined (null): the {' and the '.join(constant) or 'inputs'} "
+                    "are constant, so there is no ranking or linear trend to measure"
+                )
     return records
 
 
@@ -386,11 +396,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cache_dir=args.cache_dir or out / "features",
         )
         tmp = out / f".probe.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(records, indent=2) + "\n")
+        tmp.write_text(json.dumps(json_safe(records), indent=2, allow_nan=False) + "\n")
         tmp.replace(out / "probe.json")  # a second run into the same folder replaces it whole
     for r in records:
         print(
             f"{r['train']}  seed {r['seed']}  SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  ({r['train_images']} images)"
+            + (f"  note: {r['undefined']}" if "undefined" in r else "")
         )
     print(f"wrote {out / 'probe.json'}")
     return records

@@ -105,14 +105,19 @@ def _load(path: Path, variables: tuple[str, ...]) -> dict[str, np.ndarray]:
     if missing:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise CorpusError(f"{path}: no variable {', '.join(map(repr, missing))}; the file holds {found}")
-    values = {v: np.asarray(mat[v]).ravel() for v in variables}
+    values = {v: np.asarray(mat[v]) for v in variables}
     for v, arr in values.items():
         if arr.size != NUM_ENTRIES:
             raise CorpusError(
                 f"{path}: variable {v!r} has {arr.size} entries; release 2 lists {NUM_ENTRIES} "
                 f"({', '.join(f'{f} {n}' for f, n in FOLDERS)})"
             )
-    return values
+        if arr.ndim != 2 or 1 not in arr.shape:  # the same count in another shape is another layout
+            raise CorpusError(
+                f"{path}: variable {v!r} has shape {' x '.join(map(str, arr.shape))}; release 2 holds a "
+                f"1 x {NUM_ENTRIES} vector"
+            )
+    return {v: arr.ravel() for v, arr in values.items()}
 
 
 def _name(cell: Any) -> str | None:
@@ -168,6 +173,9 @@ def rows(root: Path, *, dmos: str = "realigned") -> Iterator[Item | Skip]:
         bad = next((v for v in (score, spread) if isinstance(v, Skip)), None)
         if bad is not None:
             yield bad
+            continue
+        if spread is not None and spread < 0:
+            yield Skip(image_id, where, f"{std_var} {spread:g} is negative")
             continue
         path = root / image_id
         if not path.is_file():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import datasets
 
-from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, register, require
+from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, read_text, register, require
 from dgqa_data.schema import domain_of
 
 NAME_RE = re.compile(r"^(A\d{4})_(\d{2})_(\d{2})\.bmp$")
@@ -69,7 +69,7 @@ def rows(root: Path) -> Iterator[Item | Skip]:
     if not label_files:
         raise CorpusError(f"no label files (A####.txt) in {labels}")
     for label_file in label_files:
-        text = label_file.read_text(encoding="utf-8-sig")
+        text = read_text(label_file)
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue

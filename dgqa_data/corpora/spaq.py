@@ -106,19 +106,18 @@ def resize_bytes(data: bytes, short: int) -> bytes:
     """
     from PIL import Image, ImageOps
 
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            image = ImageOps.exif_transpose(opened)
-            icc = opened.info.get("icc_profile")
-            if image.mode not in ("RGB", "L"):
-                image = image.convert("RGB")
-            size = resized_size(*image.size, short)
-            if size != image.size:
-                image = image.resize(size, Image.Resampling.BICUBIC)
-            out = io.BytesIO()
-            image.save(out, format="PNG", **({"icc_profile": icc} if icc else {}))
-    except Image.DecompressionBombError as err:
-        raise ValueError(str(err)) from None
+    from dgqa_data.images import opened, to_rgb8
+
+    with opened(data) as shipped:  # the one guarded decoder (a decompression bomb is refused)
+        image = ImageOps.exif_transpose(shipped)
+        icc = shipped.info.get("icc_profile")
+        if image.mode not in ("RGB", "L"):
+            image = to_rgb8(image)  # mode-aware: a 16-bit image keeps its range, not clipped to white
+        size = resized_size(*image.size, short)
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        image.save(out, format="PNG", **({"icc_profile": icc} if icc else {}))
     return out.getvalue()
 
 

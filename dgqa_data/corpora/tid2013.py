@@ -7,14 +7,16 @@ The 24 TID2013 types are kept as their own label (``tid2013_type`` and the ``dom
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
 
-from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, register, require
+from dgqa_data.corpora.base import Corpus, CorpusError, Item, Skip, parse_score, read_text, register, require
 from dgqa_data.schema import DISTORTION_NAMES, UNKNOWN_TYPE, domain_of
 
 NAMES_FILE, MOS_FILE, STD_FILE = "mos_with_names.txt", "mos.txt", "mos_std.txt"
@@ -120,11 +122,7 @@ def _index(folder: Path) -> tuple[dict[str, Path], list[Skip]]:
 
 def _lines(path: Path) -> list[str]:
     """The lines of a label file, trailing blank lines dropped (line k is ``lines[k - 1]``)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise CorpusError(f"{path}: not a text file of numbers and names: {err}") from err
-    return text.rstrip().splitlines()
+    return read_text(path).rstrip().splitlines()
 
 
 def _row(name: str, ref: str, mos, std, kadid: int, tid_type, level: int, where: str) -> dict:
@@ -143,6 +141,15 @@ def _row(name: str, ref: str, mos, std, kadid: int, tid_type, level: int, where:
     }
 
 
+@functools.cache  # the build reads the rows twice; the note is said once
+def _order_check_skipped(mos_file: Path) -> None:
+    print(
+        f"note: {mos_file} is absent (it is optional): the check that {NAMES_FILE} lists the images "
+        f"in the official order (its MOS line by line against {MOS_FILE}) was skipped",
+        file=sys.stderr,
+    )
+
+
 def rows(root: Path) -> Iterator[Item | Skip]:
     """Scored images in ``mos_with_names.txt`` order (config ``default``), then their references
     (config ``pristine``). File names are matched case-insensitively; ``image_id`` keeps the name as
@@ -153,6 +160,8 @@ def rows(root: Path) -> Iterator[Item | Skip]:
     dists = require(root / DIST_DIR, f"TID2013 image folder {DIST_DIR}/")
     lines, stds = _lines(names_file), _lines(std_file)
     mos_lines = _lines(root / MOS_FILE) if (root / MOS_FILE).exists() else None
+    if mos_lines is None:
+        _order_check_skipped(root / MOS_FILE)
     counts = {NAMES_FILE: len(lines), STD_FILE: len(stds)}
     if mos_lines is not None:
         counts[MOS_FILE] = len(mos_lines)

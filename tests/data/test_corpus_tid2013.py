@@ -214,7 +214,7 @@ def test_missing_files(small, tmp_path, remove, message):
 
 def test_label_file_not_text(small, tmp_path):
     (small / "mos_std.txt").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(CorpusError, match=r"mos_std.txt: not a text file"):
+    with pytest.raises(CorpusError, match=r"mos_std.txt line 1: not UTF-8 text \(byte 0xff\); save the file as UTF-8"):
         build(small, tmp_path / "out")
 
 

@@ -290,18 +290,25 @@ def test_an_image_scores_the_same_wherever_it_sits_in_a_call(world, tmp_path, ca
     assert len({line.split("\t")[-1] for line in stdout.strip().splitlines()}) == 1, stdout
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1.5, -0.25])
-def test_training_rows_with_a_quality_off_0_1_are_refused_naming_them(tmp_path, capsys, bad):
+def labelled_set(folder: Path, quality: list[float]) -> Path:
+    """A dataset of the fixture photos with these ``quality`` labels."""
     from dgqa_data.hub_folder import HubFolderWriter, configs_yaml, render_card
     from dgqa_data.schema import base_features
     from tests.fixtures.official import encode, reference_crops
 
-    writer = HubFolderWriter(tmp_path / "ds", base_features())
-    for i, crop in enumerate(reference_crops()[:4]):
+    writer = HubFolderWriter(folder, base_features())
+    for i, q in enumerate(quality):
+        crop = reference_crops()[i % 4]
         writer.add({"image": {"bytes": encode(crop, "PNG"), "path": f"{i}.png"}, "image_id": f"{i}.png",
-                    "quality": bad if i == 2 else 0.5, "mos": 1.0, "distortion_type": -1, "distortion_level": 0,
+                    "quality": q, "mos": 1.0, "distortion_type": -1, "distortion_level": 0,
                     "domain": "authentic", "corpus": "x"})  # fmt: skip
     writer.finish(render_card({"configs": configs_yaml(writer.parts()), "license": "other"}, "# x"))
+    return folder
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1.5, -0.25])
+def test_training_rows_with_a_quality_off_0_1_are_refused_naming_them(tmp_path, capsys, bad):
+    labelled_set(tmp_path / "ds", [0.5, 0.5, bad, 0.5])
     rc, _, err = run(capsys, "train", *TINY, "--train_dataset", tmp_path / "ds", "--output_dir", tmp_path / "r",
                      "--epochs", "1")  # fmt: skip
     assert rc == 2 and "Traceback" not in err
@@ -310,3 +317,17 @@ def test_training_rows_with_a_quality_off_0_1_are_refused_naming_them(tmp_path, 
         f"in [0, 1] (first rows [2]: ['2.png'], quality [{bad}]); refused before training"
     )
     assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_probe_writes_an_undefined_correlation_as_null_and_says_why(world, tmp_path, capsys):
+    const = labelled_set(tmp_path / "const", [0.5] * 4)  # constant labels: no correlation is defined
+    rc, stdout, err = run(capsys, "probe", "--train", world / "ds", "--eval", const, "--out", tmp_path / "p",
+                          "--backbone", "tiny-resnet", "--no_pretrained", "--crop_size", "32", "--seeds", "1")  # fmt: skip
+    assert rc == 0, err
+    record = json.loads((tmp_path / "p" / "probe.json").read_text(), parse_constant=pytest.fail)[0]
+    assert record["srcc"] is None and record["plcc"] is None and record["rmse"] == pytest.approx(record["rmse"])
+    assert record["undefined"] == (
+        "srcc, plcc, krcc, plcc_logistic4, rmse_logistic4 undefined (null): the evaluation labels are constant, "
+        "so there is no ranking or linear trend to measure"
+    )
+    assert record["undefined"] in stdout
