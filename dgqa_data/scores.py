@@ -23,8 +23,9 @@ from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 SCORES_FILE = "scores.parquet"
 SCORES_META = "scores.json"
 #: Written beside a classifier trained with a held-out set: its confusion matrix there (``counts``,
-#: rows = true class, columns = predicted class), copied into the ``scores.json`` of every target it
-#: scores so that the ``dgqa-corrected`` rule needs nothing but the scores folder.
+#: rows = true class, columns = predicted class) and the class frequencies its loss was trained under
+#: (``train_prior``); copied into the ``scores.json`` of every target it scores, so that the
+#: ``dgqa-corrected`` rule needs nothing but the scores folder.
 CONFUSION_FILE = "confusion.json"
 
 

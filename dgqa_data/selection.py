@@ -3,8 +3,8 @@
 Selection is a pure function of the score table. ``dgqa-vote`` is the official rule of the DGQA
 code (``sel_dist.py``): top-4 classes per image, count, divide by (K - 1) * M, keep the types whose
 share rounded to two decimals is at least 0.04; class 0 (pristine) is never a source domain.
-``dgqa-corrected`` estimates the target's mixture of domains instead: the predicted classes of the
-target are explained by the classifier's held-out confusion matrix (the maximum-likelihood mixture),
+``dgqa-corrected`` estimates the target's mixture of domains instead (the maximum-likelihood mixture
+under label shift, from every image's class probabilities and the classifier's training prior),
 which gives the votes a confusable look-alike draws back to the true type.
 
 Also here: the report (per-domain table as CSV + parquet, ``selection.json``, ``similarity.png``)
@@ -137,43 +137,51 @@ def vote_shares(logits: np.ndarray, k: int = 4) -> np.ndarray:
     return counts / ((k - 1) * len(z))
 
 
-def check_confusion(confusion: Any, where: str = "confusion matrix") -> np.ndarray:
-    """A held-out confusion matrix (rows: true class, columns: predicted class, counts) as floats."""
-    c = np.asarray(confusion, dtype=np.float64) if confusion is not None else None
+def check_held_out(record: Any, where: str = "held-out record") -> dict[str, Any]:
+    """A classifier's held-out record (``confusion.json``): ``counts`` (26 x 26 held-out confusion
+    matrix, rows = true class) and ``train_prior`` (the class frequencies its loss was trained under)."""
+    if not isinstance(record, dict):
+        raise DgqaError(f"{where}: expected an object with counts and train_prior")
+    c = np.asarray(record.get("counts"), dtype=np.float64) if record.get("counts") is not None else None
     if c is None or c.shape != (NUM_CLASSES, NUM_CLASSES) or not np.isfinite(c).all() or (c < 0).any():
-        raise DgqaError(f"{where}: expected {NUM_CLASSES} x {NUM_CLASSES} non-negative counts")
+        raise DgqaError(f"{where}: counts must be {NUM_CLASSES} x {NUM_CLASSES} non-negative numbers")
     if not c.sum():
-        raise DgqaError(f"{where}: it counts no held-out image")
-    return c
+        raise DgqaError(f"{where}: counts has no held-out image")
+    prior = record.get("train_prior")
+    p = np.asarray(prior, dtype=np.float64) if prior is not None else None
+    if p is None or p.shape != (NUM_CLASSES,) or not np.isfinite(p).all() or (p < 0).any() or not p.sum():
+        raise DgqaError(f"{where}: train_prior must be {NUM_CLASSES} non-negative class frequencies")
+    return {**record, "counts": c, "train_prior": p / p.sum()}
 
 
-def corrected_shares(logits: np.ndarray, confusion: Any, tol: float = 1e-10) -> np.ndarray:
+def corrected_shares(logits: np.ndarray, held_out: Any, tol: float = 1e-10) -> np.ndarray:
     """The target's mixture of domains, corrected for the classifier's confusions.
 
-    With ``A[i, j]`` = P(predicted j | true i) on the classifier's held-out images (add-half
-    smoothed, so that a class is never ruled out by one unseen confusion), each target image's
-    predicted class is a draw from ``sum_i w_i A[i, :]``; the shares ``w`` (on the simplex) are the
-    maximum-likelihood mixture, found by EM. This is black-box shift estimation (Lipton et al. 2018)
-    solved by likelihood instead of least squares: a look-alike that the classifier predicts for
-    true images of another type on held-out data gives its votes back to that type. Classes without
-    held-out images get 0.
+    The classifier's class probabilities ``p(y | x)`` hold its confusions: an image of one type
+    puts part of its mass on the look-alikes of that type. Counting top classes (the vote) counts
+    the look-alikes as found. Here the mixture ``w`` is the one under which the target images are
+    most likely (maximum likelihood under label shift, solved by EM: Saerens et al. 2002): every
+    image's probabilities are reweighted by ``w / prior`` (``prior``: the class frequencies the
+    classifier was trained under, from its held-out record), and ``w`` is their mean, until it no
+    longer moves. A look-alike keeps only the share that no true type explains. Classes the
+    classifier never trained on get 0.
     """
     z = _check_logits(logits)
-    c = check_confusion(confusion)
-    seen = c.sum(1) > 0
-    a = (c[seen] + 0.5) / (c[seen].sum(1, keepdims=True) + 0.5 * NUM_CLASSES)  # (classes seen, predicted)
-    n = np.bincount(z.argmax(1), minlength=NUM_CLASSES).astype(np.float64)
-    w = np.full(seen.sum(), 1.0 / seen.sum())
+    prior = check_held_out(held_out)["train_prior"]
+    known = prior > 0
+    p = np.exp(z - z.max(1, keepdims=True))[:, known]
+    p /= p.sum(1, keepdims=True)
+    ratio = 1.0 / prior[known]
+    w = prior[known].copy()
     for _ in range(10_000):
-        r = w[:, None] * a  # responsibility of each true class for each predicted class
-        r /= r.sum(0, keepdims=True)
-        new = (r * n[None]).sum(1) / n.sum()
+        r = p * (w * ratio)[None]
+        new = (r / r.sum(1, keepdims=True)).mean(0)
         done = np.abs(new - w).max() < tol
         w = new
         if done:
             break
     shares = np.zeros(NUM_CLASSES)
-    shares[seen] = w
+    shares[known] = w
     return shares
 
 
@@ -206,17 +214,18 @@ def select(
         k: top-k of the vote (``dgqa-vote``) or number of types kept (``top-k``).
         target: name of the target set, recorded in the result.
         classifier: identity of the classifier (path, sha256), recorded in the result.
-        confusion: the classifier's held-out confusion matrix (26 x 26 counts, rows = true class);
-            needed by ``dgqa-corrected``, and shown beside the vote share by every rule when given.
+        confusion: the classifier's held-out record (``confusion.json``: confusion ``counts`` and
+            ``train_prior``); needed by ``dgqa-corrected``, whose share every rule then shows beside
+            the vote share.
     """
     if rule not in RULES:
         raise DgqaError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     if rule == "dgqa-corrected" and confusion is None:
         raise DgqaError(
-            f"the dgqa-corrected rule needs the classifier's held-out confusion matrix, and "
-            f"{(classifier or {}).get('path', 'this classifier')} has none (the official checkpoint ships "
-            "none; a classifier trained with --eval_fraction 0 has none): use --rule dgqa-vote, or train a "
-            "classifier with a held-out set"
+            f"the dgqa-corrected rule needs the classifier's held-out record (confusion.json: confusion matrix "
+            f"and training prior), and {(classifier or {}).get('path', 'this classifier')} has none (the official "
+            "checkpoint ships none; a classifier trained with --eval_fraction 0 has none): use --rule dgqa-vote, "
+            "or train a classifier with a held-out set"
         )
     if rule == "dgqa-corrected" and k is not None:
         raise DgqaError("k is not used by the dgqa-corrected rule")
@@ -492,7 +501,7 @@ def select_from_scores(
                 k=k,
                 target=target or target_name(str(scores.meta.get("target", "target"))),
                 classifier=scores.meta.get("classifier"),
-                confusion=(scores.meta.get("confusion") or {}).get("counts"),
+                confusion=scores.meta.get("confusion"),
             )
         )
         runs[-1].versions = scores.meta.get("versions")

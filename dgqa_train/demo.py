@@ -666,6 +666,12 @@ def make_verdict(summary: dict[str, dict[str, Any]], chance: float) -> str:
         )
         parts.append(f"{word} {other} ({sel['srcc_mean']:.3f} vs {o['srcc_mean']:.3f}, margin {margin:.3f})")
     line = f"Selected-domain training is {parts[0]} and {parts[1]} in target SRCC."
+    if "oracle" in summary and "complement" in summary:
+        o, c = summary["oracle"], summary["complement"]
+        line += (
+            f" The types the captures carry (oracle, {o['images']} images) reach {o['srcc_mean']:.3f}, "
+            f"the other types (complement, {c['images']}) {c['srcc_mean']:.3f}."
+        )
     if summary["all"]["srcc_mean"] < chance:
         line += f" Caution: the all-data arm is inside the chance band (< {chance:.3f})."
     return line
@@ -679,10 +685,12 @@ def plot_srcc(summary: dict[str, dict[str, Any]], chance: float, path: Path) -> 
     import matplotlib.pyplot as plt
 
     arms = list(summary)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     means = [summary[a]["srcc_mean"] for a in arms]
     stds = [summary[a]["srcc_std"] for a in arms]
-    ax.bar(arms, means, yerr=stds, capsize=6, color=["tab:green", "tab:blue", "tab:gray"][: len(arms)])
+    colors = {"selected": "tab:green", "vote": "tab:olive", "oracle": "tab:purple", "complement": "tab:brown",
+              "all": "tab:blue", "random": "tab:gray"}  # fmt: skip
+    ax.bar(arms, means, yerr=stds, capsize=6, color=[colors.get(a, "tab:gray") for a in arms])
     for i, a in enumerate(arms):
         ax.plot([i] * len(summary[a]["srcc"]), summary[a]["srcc"], "k.", alpha=0.6)
     ax.axhspan(-chance, chance, color="tab:red", alpha=0.12, label=f"chance band +-{chance:.2f}")

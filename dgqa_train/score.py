@@ -31,7 +31,7 @@ from dgqa_data.paths import check_output
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_data.scores import CONFUSION_FILE, SCORES_FILE, Scores, sha256_file
 from dgqa_data.scores import write_scores as _write  # the table lives in the data layer
-from dgqa_data.selection import check_confusion
+from dgqa_data.selection import check_held_out
 from dgqa_data.versions import library_versions
 from dgqa_train.config import make_accelerator
 from dgqa_train.data import CropDataset, load_iqa_dataset, make_loader, norm_tensors
@@ -76,14 +76,14 @@ def load_classifier(path: str | Path) -> tuple[IQAModel, dict[str, Any]]:
 
 
 def held_out_confusion(classifier: str | Path) -> dict[str, Any] | None:
-    """The held-out confusion matrix saved beside a classifier (None: the official checkpoint, or a
-    classifier trained without a held-out set)."""
+    """The held-out record saved beside a classifier (confusion matrix and training prior; None: the
+    official checkpoint, or a classifier trained without a held-out set)."""
     path = Path(classifier) / CONFUSION_FILE
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        check_confusion(data.get("counts"), str(path))
+        check_held_out(data, str(path))
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
         raise DgqaError(f"{path}: not a confusion matrix written by dgqa ({err})") from None
     return data

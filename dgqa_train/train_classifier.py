@@ -160,6 +160,14 @@ def evaluate(accelerator: Any, model: torch.nn.Module, loader: Any, mean, std) -
     return metrics, confusion
 
 
+def trained_prior(labels: Any, weights: torch.Tensor | None) -> np.ndarray:
+    """The class frequencies the loss saw: the labels' (uniform over present classes when balanced)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_CLASSES).astype(np.float64)
+    if weights is not None:
+        counts *= weights.numpy()
+    return counts / counts.sum()
+
+
 def class_weights(labels: Any) -> torch.Tensor:
     """Loss weight of every class: N / (classes present x its count); 0 for an absent class."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_CLASSES).astype(np.float64)
@@ -318,6 +326,7 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
         if confusion:
             held = {
                 "counts": confusion[0].tolist(),
+                "train_prior": trained_prior(train_ds["distortion_type"], weights).tolist(),
                 "dataset": config.eval_dataset or f"{config.train_dataset} (eval_fraction {config.eval_fraction})",
                 "images": int(confusion[0].sum()),
                 "capture": metrics["capture"],

@@ -29,28 +29,33 @@ def confusable(rng: np.random.Generator) -> np.ndarray:
     return c
 
 
+def held_out(counts: np.ndarray) -> dict:
+    """The classifier's record: its held-out confusion and the (uniform) prior it trained under."""
+    return {"counts": counts.tolist(), "train_prior": [1 / K] * K}
+
+
 def draw_logits(counts: np.ndarray, mixture: dict[int, float], n: int, seed: int) -> np.ndarray:
-    """Target logits whose argmax follows the confusion of the true types in ``mixture``."""
+    """Target logits of a classifier that sees only which class an image looks like: each image of a
+    type in ``mixture`` looks like a class drawn from that type's confusion row, and its logits are
+    the calibrated posterior of that look (log P(look | type), uniform prior)."""
     rng = np.random.default_rng(seed)
-    a = counts / counts.sum(1, keepdims=True)
+    a = (counts + 0.5) / (counts + 0.5).sum(1, keepdims=True)
     types = rng.choice(list(mixture), size=n, p=list(mixture.values()))
-    pred = np.array([rng.choice(K, p=a[t]) for t in types])
-    logits = rng.normal(0, 0.1, size=(n, K))
-    logits[np.arange(n), pred] += 3.0
-    return logits
+    looks = np.array([rng.choice(K, p=a[t]) for t in types])
+    return np.log(a[:, looks].T)
 
 
 def test_corrected_rule_gives_look_alike_votes_back():
     counts = confusable(np.random.default_rng(0))
     mixture = {2: 0.35, 11: 0.35, 16: 0.3}
     logits = draw_logits(counts, mixture, n=3000, seed=1)
-    w = corrected_shares(logits, counts)
+    w = corrected_shares(logits, held_out(counts))
     assert w.sum() == pytest.approx(1.0)
     for t, share in mixture.items():
         assert w[t] == pytest.approx(share, abs=0.05)
     assert w[[3, 12, 17]].max() < 0.03  # the look-alikes (t + 1) hold ~30% of the votes, not of the mixture
-    corrected = select(logits, "dgqa-corrected", confusion=counts)
-    vote = select(logits, "dgqa-vote", confusion=counts)
+    corrected = select(logits, "dgqa-corrected", confusion=held_out(counts))
+    vote = select(logits, "dgqa-vote", confusion=held_out(counts))
     assert corrected.selected == [2, 11, 16]
     assert {3, 12, 17} <= set(vote.selected)  # the vote keeps the look-alikes
     assert corrected.table[2]["corrected_share"] == pytest.approx(w[2])
@@ -61,10 +66,12 @@ def test_corrected_rule_needs_a_confusion_matrix():
     logits = np.zeros((4, K))
     with pytest.raises(DgqaError, match="has none .*use --rule dgqa-vote"):
         select(logits, "dgqa-corrected", classifier={"path": "kadis-700k_model_best.pth.tar"})
-    with pytest.raises(DgqaError, match="26 x 26 non-negative counts"):
-        select(logits, "dgqa-corrected", confusion=np.ones((3, 3)))
-    with pytest.raises(DgqaError, match="counts no held-out image"):
-        select(logits, "dgqa-corrected", confusion=np.zeros((K, K)))
+    with pytest.raises(DgqaError, match="counts must be 26 x 26 non-negative numbers"):
+        select(logits, "dgqa-corrected", confusion={"counts": np.ones((3, 3)), "train_prior": [1] * K})
+    with pytest.raises(DgqaError, match="counts has no held-out image"):
+        select(logits, "dgqa-corrected", confusion={"counts": np.zeros((K, K)), "train_prior": [1] * K})
+    with pytest.raises(DgqaError, match="train_prior must be 26 non-negative class frequencies"):
+        select(logits, "dgqa-corrected", confusion={"counts": np.ones((K, K))})
 
 
 def test_judge_recall_precision_extras_and_background(tmp_path):
@@ -136,7 +143,7 @@ def test_select_cli_with_seeds_and_truth(tmp_path, capsys):
     folders = []
     for seed in range(3):
         logits = draw_logits(counts, {2: 0.35, 11: 0.35, 16: 0.3}, n=1500, seed=seed)
-        meta = {"target": "cam", "classifier": {"path": f"cls{seed}"}, "confusion": {"counts": counts.tolist()}}
+        meta = {"target": "cam", "classifier": {"path": f"cls{seed}"}, "confusion": held_out(counts)}
         folders.append(write_scores(tmp_path / f"s{seed}", [f"x{i}.png" for i in range(1500)], logits, meta))
     argv = ["select", "--scores", *map(str, folders), "--rule", "dgqa-corrected", "--truth", str(truth)]
     assert main([*argv, "--out", str(tmp_path / "r")]) == 0
@@ -170,7 +177,7 @@ def test_report_files_carry_the_corrected_share(tmp_path):
     from dgqa_data.selection import write_report
 
     counts = confusable(np.random.default_rng(0))
-    sel = select(draw_logits(counts, {5: 1.0}, 200, 0), "dgqa-corrected", confusion=counts)
+    sel = select(draw_logits(counts, {5: 1.0}, 200, 0), "dgqa-corrected", confusion=held_out(counts))
     out = write_report(sel, tmp_path)
     header = (Path(out) / "selection.csv").read_text().splitlines()[0]
     assert header == '"type_id","domain","vote_share","corrected_share","mean_prob","selected"'

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from dgqa_data.camera import CAMERA_TYPES
+from dgqa_data.camera import CAMERA_FAMILIES
 from dgqa_data.selection import Selection
 from dgqa_train import cli
-from dgqa_train.demo import HELDOUT_PHOTOS, SOURCE_PHOTOS, TARGET_PHOTOS
+from dgqa_train.demo import ARMS, DEMO_RULES, HELDOUT_PHOTOS, SOURCE_PHOTOS, TARGET_PHOTOS
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,10 @@ def demo(tmp_path_factory) -> Path:
 
 
 def test_every_stage_wrote_its_output(demo):
-    for rel in ("demo.json", "photos/split.json", "photos/camera-labels.csv", "classifier/model.safetensors",
-                "classifier/metrics.json", "scores/scores.parquet", "selection/selection.json", "subsets.json",
+    for rel in ("demo.json", "photos/split.json", "photos/camera-labels.csv", "photos/camera-truth.csv",
+                *(f"classifier/seed{s}/{f}" for s in range(3) for f in ("model.safetensors", "metrics.json", "confusion.json")),
+                *(f"scores/seed{s}/scores.parquet" for s in range(3)),
+                *(f"selection/{rule}/selection.json" for rule in DEMO_RULES), "subsets.json",
                 "regressors.json", "report.md", "verdict.txt", "srcc.png", "confusion.png", "similarity.png"):  # fmt: skip
         assert (demo / rel).is_file(), rel
     split = json.loads((demo / "photos/split.json").read_text())
@@ -44,22 +46,31 @@ def test_every_stage_wrote_its_output(demo):
 
 
 def test_classifier_is_well_above_chance_on_the_held_out_photo(demo):
-    metrics = json.loads((demo / "classifier/metrics.json").read_text())
-    last = metrics["epochs"][-1]
-    assert metrics["frozen_backbone"] and last["eval_images"] == 126 * sum(
-        json.loads((demo / "photos/split.json").read_text())["heldout"].values()
-    )
-    assert last["eval_accuracy"] > 3 / 26  # chance is 1/26
+    for seed in range(3):
+        metrics = json.loads((demo / f"classifier/seed{seed}/metrics.json").read_text())
+        last = metrics["epochs"][-1]
+        assert metrics["frozen_backbone"] and last["eval_images"] == 126 * sum(
+            json.loads((demo / "photos/split.json").read_text())["heldout"].values()
+        )
+        assert last["eval_accuracy"] > 3 / 26  # chance is 1/26
+        assert metrics["capture"]["jpeg"] == [50, 95] and metrics["balance_classes"]  # the capture-aware recipe
 
 
 def test_subsets_load_by_their_hub_names(demo, monkeypatch):
     monkeypatch.chdir(demo)
     info = json.loads((demo / "subsets.json").read_text())
-    selection = Selection.load(demo / "selection/selection.json")
+    selection = Selection.load(demo / f"selection/{DEMO_RULES[0]}/selection.json")
     selected = load_dataset("dgqa/demo-sel-camera", split="train")
     assert info["selected"] == "demo-sel-camera" and info["all"] == "demo-all"
     assert len(selected) == info["rows"]["demo-sel-camera"] == 16 * 5 * len(selection.selected)
     assert set(selected["distortion_type"]) == set(selection.selected)
+    carried = {t for types in CAMERA_FAMILIES.values() for t in types}
+    oracle = load_dataset("dgqa/demo-sel-camera-oracle", split="train")
+    complement = load_dataset("dgqa/demo-sel-camera-complement", split="train")
+    assert set(oracle["distortion_type"]) == carried and len(oracle) == 16 * 5 * len(carried)
+    assert set(complement["distortion_type"]) == set(range(1, 26)) - carried
+    vote = Selection.load(demo / "selection/dgqa-vote/selection.json")
+    assert set(load_dataset("dgqa/demo-sel-camera-vote", split="train")["distortion_type"]) == set(vote.selected)
     assert len(load_dataset("dgqa/demo-all", split="train")) == 16 * 126
     for seed, name in info["random"].items():
         rows = load_dataset(f"dgqa/{name}", split="train")
@@ -68,22 +79,35 @@ def test_subsets_load_by_their_hub_names(demo, monkeypatch):
     assert len(camera) == 18 * 16 and all(0 < q <= 1 for q in camera["quality"])
 
 
-def test_selection_finds_a_camera_degradation(demo):
-    selection = Selection.load(demo / "selection/selection.json")
-    camera_types = {t for types in CAMERA_TYPES.values() for t in types}
-    assert set(selection.selected) & camera_types
-    assert selection.rule == "dgqa-vote" and selection.num_images == 18 * 16
+def test_selections_are_measured_against_what_the_captures_carry(demo):
+    truth = (demo / "photos/camera-truth.csv").read_text().splitlines()
+    assert truth[0] == "image_id,families,background" and len(truth) == 1 + 18 * 16
+    assert all(line.endswith(",jpeg") for line in truth[1:])  # every capture ends in a JPEG encode
+    report = (demo / "report.md").read_text()
+    for rule in DEMO_RULES:
+        selection = Selection.load(demo / f"selection/{rule}/selection.json")
+        assert selection.rule == rule and selection.num_images == 18 * 16
+        ev = selection.evaluation
+        assert ev["families"] == 5 and len(ev["found"]) + len(ev["missed"]) == 5
+        camera_types = {t for types in CAMERA_FAMILIES.values() for t in types}
+        assert ev["extras"] == sorted(set(selection.selected) - camera_types)
+        st = selection.stability
+        assert [r["name"] for r in st["runs"]] == [str(demo / f"scores/seed{s}") for s in range(3)]
+        majority = sorted(int(t) for t, c in st["selected_by"].items() if c >= 2)
+        assert selection.selected == majority
+        assert f"| `{rule}` | {len(selection.selected)} | {len(ev['found'])} of 5 (" in report
+    assert "| defocus | " in report and "| jpeg (background) | 288 |" in report
+    assert "## Library versions" in report and "libjpeg-turbo" in report
 
 
 def test_report_holds_finite_numbers_for_every_arm_and_seed(demo):
     results = json.loads((demo / "regressors.json").read_text())
-    assert sorted((r["arm"], r["seed"]) for r in results) == sorted(
-        (arm, s) for arm in ("selected", "all", "random") for s in range(3)
-    )
+    assert sorted((r["arm"], r["seed"]) for r in results) == sorted((arm, s) for arm in ARMS for s in range(3))
     assert all(math.isfinite(r["srcc"]) and math.isfinite(r["plcc"]) for r in results)
     report = (demo / "report.md").read_text()
-    rows = {m[0]: m[1:] for m in re.findall(r"^\| (selected|all|random) \|.*\| (-?\d\.\d+) \+- (\d\.\d+) \| (-?\d\.\d+) \+- (\d\.\d+) \| (.+) \|$", report, re.M)}  # fmt: skip
-    assert set(rows) == {"selected", "all", "random"}
+    arms = "|".join(ARMS)
+    rows = {m[0]: m[1:] for m in re.findall(rf"^\| ({arms}) \|.*\| (-?\d\.\d+) \+- (\d\.\d+) \| (-?\d\.\d+) \+- (\d\.\d+) \| (.+) \|$", report, re.M)}  # fmt: skip
+    assert set(rows) == set(ARMS)
     for values in rows.values():
         per_seed = [float(v) for v in values[-1].split(", ")]
         assert len(per_seed) == 3 and all(math.isfinite(v) for v in per_seed)
