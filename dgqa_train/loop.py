@@ -39,7 +39,7 @@ from dgqa_train.config import LoopConfig, make_accelerator
 RESUME_MAY_CHANGE = (
     "output_dir", "epochs", "max_steps", "num_workers", "resume_from_checkpoint", "overwrite_output_dir",
     "allow_resume_mismatch", "save_every_epochs", "checkpointing_steps", "log_every", "report_to",
-    "push_to_hub", "hub_private",
+    "push_to_hub", "hub_private", "feature_cache",
 )  # fmt: skip
 
 

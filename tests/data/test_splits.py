@@ -16,7 +16,13 @@ import pytest
 from dgqa_data.build import build_corpus
 from dgqa_data.cli import main
 from dgqa_data.errors import DgqaError
-from dgqa_data.hub_folder import parse_card, read_card_metadata, render_card
+from dgqa_data.hub_folder import (
+    FINGERPRINT_PREFIX,
+    content_fingerprint,
+    parse_card,
+    read_card_metadata,
+    render_card,
+)
 from dgqa_data.splits import (
     SPLIT_SEED,
     SplitTable,
@@ -100,6 +106,8 @@ def test_build_writes_splits_csv_and_the_splits_config(kadid):
     meta = read_card_metadata(kadid)
     assert [c["config_name"] for c in meta["configs"]] == ["default", "pristine", "splits"]
     assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"}]
+    fingerprint = meta["configs"][-1].pop("description")
+    assert fingerprint == FINGERPRINT_PREFIX + content_fingerprint(kadid, meta["configs"][-1])[:32]
     assert meta["configs"][-1] == {
         "config_name": "splits",
         "data_files": [{"split": "train", "path": "splits.parquet"}],

@@ -17,6 +17,7 @@ from dgqa_data.build import build_corpus
 from dgqa_data.cli import main as cli
 from dgqa_data.corpora import base
 from dgqa_data.corpora.kadid10k import KADID10K
+from dgqa_data.hub_folder import FINGERPRINT_PREFIX, content_fingerprint
 from dgqa_data.selection import Selection, format_table, paper_selection
 from dgqa_data.subsets import (
     HydrateError,
@@ -102,6 +103,8 @@ def test_card_parses_and_holds_the_selection(corpus, tmp_path):
     assert {"image-quality-assessment", "kadid10k", "livec"} <= set(data["tags"])
     assert data["source_datasets"] == ["dgqa/kadid10k"]
     assert data["task_categories"] and data["size_categories"] == ["n<1K"]
+    fingerprint = data["configs"][0].pop("description")  # the content's hash: a rewrite never loads old rows
+    assert fingerprint == FINGERPRINT_PREFIX + content_fingerprint(report.out, data["configs"][0])[:32]
     assert data["configs"] == [
         {
             "config_name": "default",
