@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from dgqa_data.errors import DgqaError
+from dgqa_data.images import opened
 
 #: The degradation families of a capture and the KADID types that match each: the truth a selection
 #: is measured against (:mod:`dgqa_data.truth`). The severity labels place each family on the level
@@ -120,7 +121,8 @@ def simulate_capture(image: np.ndarray, seed: int) -> Capture:
     steps["jpeg_quality"] = q = int(rng.integers(50, 96))
     buf = io.BytesIO()
     Image.fromarray(out).save(buf, format="JPEG", quality=q)
-    return Capture(np.asarray(Image.open(buf).convert("RGB")), steps)
+    with opened(buf.getvalue(), "capture") as img:
+        return Capture(np.asarray(img.convert("RGB")), steps)
 
 
 def pseudo_mos(distorted: np.ndarray, reference: np.ndarray) -> float:

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from dgqa_data import __version__
 from dgqa_data.errors import DgqaError, at_least, fraction
+from dgqa_data.paths import claim_folder
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 from dgqa_data.scores import load_scores
 
@@ -39,6 +40,8 @@ TABLE_CSV = "selection.csv"
 TABLE_PARQUET = "selection.parquet"
 SELECTION_JSON = "selection.json"
 PLOT = "similarity.png"
+#: What :func:`write_report` writes.
+REPORT_FILES = (TABLE_CSV, TABLE_PARQUET, SELECTION_JSON, PLOT)
 
 #: Selections published in the DGQA README (KADID-10k type ids), keyed by target.
 PAPER_SELECTIONS: dict[str, tuple[int, ...]] = {
@@ -567,7 +570,17 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "distortion_type column (PATH or PATH:SPLIT), or a CSV of image_id + families",
     )
     p.add_argument("--truth-column", default=None, help="the column of --truth to read")
-    p.add_argument("--out", default=None, help="report folder (default: the first --scores folder)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="report folder (default: the first --scores folder, beside its scores); any other folder "
+        "must be new, empty or an earlier dgqa select output",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --out that dgqa select did not write (its files are kept)",
+    )
     return p
 
 
@@ -583,7 +596,10 @@ def run(args: argparse.Namespace) -> Selection:
         selection = select_from_scores(
             args.scores, args.rule, args.threshold, args.k, args.target, args.truth, args.truth_column
         )
-    out = write_report(selection, args.out or args.scores[0])
+    out = Path(args.out or args.scores[0])
+    if not any(out.resolve() == Path(f).resolve() for f in args.scores or ()):  # a scores folder holds its report
+        claim_folder(out, "select", overwrite=args.overwrite, writes=REPORT_FILES, known=(SELECTION_JSON,))
+    out = write_report(selection, out)
     print(format_table(selection))
     print(
         f"selected {len(selection.selected)} domain(s): {selection.selected} ({', '.join(selection.selected_names)})"

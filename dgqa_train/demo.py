@@ -40,6 +40,7 @@ from PIL import Image
 from dgqa_data import __version__
 from dgqa_data.camera import capture_families, simulate_capture
 from dgqa_data.errors import DgqaError, at_least
+from dgqa_data.images import opened
 from dgqa_data.paths import run_lock
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 
@@ -56,6 +57,8 @@ DEMO_RULES = ("dgqa-corrected", "dgqa-vote")
 ARM_NAMES = {"dgqa-corrected": "selected", "dgqa-vote": "vote"}
 #: Every arm of the regressor comparison, in report order.
 ARMS = ("selected", "vote", "oracle", "complement", "all", "random")
+#: The arms of ``--finetune`` (each one fine-tunes the backbone per seed: the costly part on a CPU).
+FINETUNE_ARMS = ("selected", "oracle", "complement", "all")
 SETTINGS_FILE = "demo.json"
 
 
@@ -280,7 +283,8 @@ class Demo:
         tiles = sorted((self.out / "photos" / "target").rglob("*.png"))
         rows = []
         for i, path in enumerate(tqdm(tiles, desc="camera captures", disable=not self.progress)):
-            ref = np.asarray(Image.open(path).convert("RGB"))
+            with opened(path) as img:
+                ref = np.asarray(img.convert("RGB"))
             for k in range(self.s.captures_per_tile):
                 cap = simulate_capture(ref, seed=i * 1000 + k)
                 rel = f"{path.parent.name}/{path.stem}_cap{k}.png"
@@ -408,11 +412,13 @@ class Demo:
         info = json.loads((self.out / "subsets.json").read_text())
         arms = {arm: self.hub / name for arm, name in info["arms"].items()}
         arms["all"] = self.hub / info["all"]
+        if self.s.finetune:
+            arms = {arm: folder for arm, folder in arms.items() if arm in FINETUNE_ARMS}
         results: list[dict[str, Any]] = []
         seeds = list(range(self.s.seeds))
         for arm, folder in arms.items():
             results += [dict(r, arm=arm) for r in self._fit(folder, seeds)]
-        for s in seeds:
+        for s in seeds if not self.s.finetune else []:
             results += [dict(r, arm="random") for r in self._fit(self.random_arm(s), [s])]
         for r in results:
             r["train"] = Path(r["train"]).name
@@ -655,7 +661,7 @@ def make_verdict(summary: dict[str, dict[str, Any]], chance: float) -> str:
     """One line stated from the numbers: selected vs all and vs random, with the seed spread."""
     sel = summary["selected"]
     parts = []
-    for other in ("all", "random"):
+    for other in [a for a in ("all", "random") if a in summary]:
         o = summary[other]
         diff = sel["srcc_mean"] - o["srcc_mean"]
         margin = max(sel["srcc_std"] + o["srcc_std"], 0.01)
@@ -665,7 +671,7 @@ def make_verdict(summary: dict[str, dict[str, Any]], chance: float) -> str:
             else ("worse than" if diff < -margin else "within the seed spread of")
         )
         parts.append(f"{word} {other} ({sel['srcc_mean']:.3f} vs {o['srcc_mean']:.3f}, margin {margin:.3f})")
-    line = f"Selected-domain training is {parts[0]} and {parts[1]} in target SRCC."
+    line = f"Selected-domain training is {' and '.join(parts)} in target SRCC."
     if "oracle" in summary and "complement" in summary:
         o, c = summary["oracle"], summary["complement"]
         line += (

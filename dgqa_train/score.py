@@ -20,6 +20,7 @@ if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).reso
 
 import argparse
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,9 @@ from tqdm.auto import tqdm
 
 from dgqa_data import __version__
 from dgqa_data.errors import DgqaError, MissingInputError, at_least
-from dgqa_data.paths import check_output
+from dgqa_data.paths import check_output, claim_folder
 from dgqa_data.schema import NUM_CLASSES
-from dgqa_data.scores import CONFUSION_FILE, SCORES_FILE, Scores, sha256_file
+from dgqa_data.scores import CONFUSION_FILE, SCORES_FILE, SCORES_META, Scores, sha256_file
 from dgqa_data.scores import write_scores as _write  # the table lives in the data layer
 from dgqa_data.selection import check_held_out
 from dgqa_data.versions import library_versions
@@ -99,6 +100,7 @@ def score(
     seed: int = 0,
     num_workers: int = 0,
     mixed_precision: str = "no",
+    overwrite: bool = False,
 ) -> Scores:
     """Score every image of ``target`` with ``classifier`` and write ``scores.parquet`` + ``scores.json``.
 
@@ -116,12 +118,16 @@ def score(
         seed: seed of the crops.
         num_workers: dataloader workers.
         mixed_precision: ``no``, ``fp16`` or ``bf16``.
+        overwrite: write into a non-empty folder that is not an earlier ``dgqa score`` output (files
+            dgqa did not write are never replaced).
 
     Returns:
         The scores (on every process).
     """
     out = Path(out)
     check_output(out, {"classifier": classifier, "target": target})
+    if int(os.environ.get("RANK", "0")) == 0:
+        claim_folder(out, "score", overwrite=overwrite, writes=(SCORES_FILE, SCORES_META), known=(SCORES_META,))
     accelerator = make_accelerator(out, mixed_precision=mixed_precision, seed=seed)
     model, identity = load_classifier(classifier)
     crop_size = crop_size or model.config.crop_size
@@ -171,6 +177,7 @@ def run(args: argparse.Namespace) -> Scores:
         seed=args.seed,
         num_workers=args.num_workers,
         mixed_precision=args.mixed_precision,
+        overwrite=args.overwrite,
     )
 
 
@@ -191,6 +198,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random crops")
     p.add_argument("--num-workers", "--num_workers", type=at_least(0), default=0, help="dataloader workers")
     p.add_argument("--mixed-precision", "--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty folder that dgqa score did not write (its files are kept)",
+    )
     return p
 
 
@@ -203,4 +215,6 @@ def main(argv: list[str] | None = None) -> Scores:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from dgqa_data.cli import guarded
+
+    sys.exit(guarded("dgqa score", main))

@@ -46,7 +46,7 @@ from dgqa_train.data import (
 )
 from dgqa_train.evaluate import json_safe, predict_batches
 from dgqa_train.loop import fit, init_trackers, restore, start_run
-from dgqa_train.models import ModelConfig, build_model, save_model
+from dgqa_train.models import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, build_model, save_model
 
 METRICS_FILE = "metrics.json"
 
@@ -225,7 +225,15 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     inputs = {"training dataset": config.train_dataset, "held-out dataset": config.eval_dataset}
     check_output(out, inputs, "--output_dir")
-    with run_lock(out, main_process=int(os.environ.get("RANK", "0")) == 0):
+    claim = {
+        "verb": "train-classifier",
+        "overwrite": config.overwrite_output_dir,
+        "writes": (WEIGHTS_NAME, CONFIG_NAME, METRICS_FILE, CONFUSION_FILE, "train_config.json", "checkpoints", "features"),
+        "known": (METRICS_FILE,),  # a run written before output markers existed
+        "flag": "--output_dir",
+        "overwrite_flag": "--overwrite_output_dir",
+    }
+    with run_lock(out, main_process=int(os.environ.get("RANK", "0")) == 0, claim=claim):
         return _train_classifier(config, out)
 
 
@@ -344,4 +352,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict[str, An
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from dgqa_data.cli import guarded
+
+    sys.exit(guarded("dgqa train-classifier", main))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dgqa_data.build import build_corpus
@@ -18,6 +19,7 @@ from dgqa_data.csv_cells import escape, unescape
 from dgqa_data.errors import DgqaError, OutputExistsError
 from dgqa_data.hub_folder import load_folder_or_hub
 from dgqa_data.paths import OUTPUT_MARKER, check_folder, claim_folder
+from dgqa_data.scores import write_scores
 from dgqa_train.models import build_model, save_model
 from tests.fixtures.official import encode, make_kadid10k, reference_crops
 from tests.train.test_faults import run
@@ -47,7 +49,10 @@ def w(tmp_path_factory):
     kadid = make_kadid10k(root / "kadid10k", n_refs=2, types=(1,), levels=(1, 2))
     built = build_corpus("kadid10k", kadid, root / "hub" / "kadid10k", progress=False).out
     reg = save_model(build_model("tiny-resnet", task="regress", pretrained=False, crop_size=32), root / "reg")
-    return {"root": root, "kadid": kadid, "built": built, "reg": reg}
+    cls = save_model(build_model("tiny-resnet", task="classify", pretrained=False, crop_size=32), root / "cls")
+    logits = np.random.default_rng(0).normal(size=(4, 26)).astype(np.float32)
+    scores = write_scores(root / "scores", [f"i{k}" for k in range(4)], logits, {"target": "t"})
+    return {"root": root, "kadid": kadid, "built": built, "reg": reg, "cls": cls, "scores": scores}
 
 
 # -- 2. never write inside an input or over a user's files ------------------------------------------
@@ -80,6 +85,20 @@ REFUSED = [
     ("build", lambda w, o: ["build", "kadid10k", "--root", w["kadid"], "--out", o, "--overwrite"],
      "--out {o} holds README.md, which dgqa did not write and dgqa dataset would replace; --overwrite never "
      "replaces files dgqa did not write: choose another folder"),
+    ("train-classifier", lambda w, o: ["train-classifier", "--train_dataset", w["built"], "--output_dir", o,
+                                       "--backbone", "tiny-resnet"],
+     "--output_dir {o} is not empty (README.md, config.json) and is not the output of an earlier dgqa "
+     "train-classifier: choose a new or empty folder, or pass --overwrite_output_dir to write beside those files"),
+    ("train-classifier", lambda w, o: ["train-classifier", "--train_dataset", w["built"], "--output_dir", o,
+                                       "--backbone", "tiny-resnet", "--overwrite_output_dir"],
+     "--output_dir {o} holds config.json, which dgqa did not write and dgqa train-classifier would replace; "
+     "--overwrite_output_dir never replaces files dgqa did not write: choose another folder"),
+    ("score", lambda w, o: ["score", "--classifier", w["cls"], "--target", w["built"], "--out", o],
+     "--out {o} is not empty (README.md, config.json) and is not the output of an earlier dgqa score: "
+     "choose a new or empty folder, or pass --overwrite to write beside those files"),
+    ("select", lambda w, o: ["select", "--scores", w["scores"], "--out", o],
+     "--out {o} is not empty (README.md, config.json) and is not the output of an earlier dgqa select: "
+     "choose a new or empty folder, or pass --overwrite to write beside those files"),
     ("subset", lambda w, o: ["subset", "--source", w["built"], "--control", "all", "--out", o, "--overwrite"],
      "--out {o} holds README.md, which dgqa did not write and dgqa dataset would replace; --overwrite never "
      "replaces files dgqa did not write: choose another folder"),
@@ -229,6 +248,13 @@ def test_script_entry_points_print_one_line(tmp_path):
         (["dgqa_train/train.py", "--train_dataset", str(missing), "--output_dir", str(proj)],
          f"dgqa train: error: --output_dir {proj} is not empty (README.md) and is not the output of an earlier "
          "dgqa train: choose a new or empty folder, or pass --overwrite_output_dir to write beside those files"),
+        (["dgqa_train/train_classifier.py", "--train_dataset", str(missing), "--output_dir", str(proj)],
+         f"dgqa train-classifier: error: --output_dir {proj} is not empty (README.md) and is not the output of "
+         "an earlier dgqa train-classifier: choose a new or empty folder, or pass --overwrite_output_dir to write "
+         "beside those files"),
+        (["-m", "dgqa_train.score", "--classifier", str(missing), "--target", str(missing), "--out", str(proj)],
+         f"dgqa score: error: --out {proj} is not empty (README.md) and is not the output of an earlier dgqa "
+         "score: choose a new or empty folder, or pass --overwrite to write beside those files"),
         (["-m", "dgqa_data", "splits", "export", str(missing), "--out", str(tmp_path / "x.csv")],
          f"python -m dgqa_data splits: error: dataset {missing}: neither a dataset folder with data files nor "
          f"a Hub dataset reachable from here (Couldn't find any data file at {missing}.)"),
