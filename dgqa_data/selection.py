@@ -74,6 +74,7 @@ class Selection:
     evaluation: dict[str, Any] | None = None  # against the truth (:func:`dgqa_data.truth.judge`)
     stability: dict[str, Any] | None = None  # several classifiers (seeds): :func:`agreement`
     versions: dict[str, str] | None = None  # the libraries that produced the numbers
+    notes: list[str] = field(default_factory=list)  # what the rule had to assume
 
     @property
     def selected_names(self) -> list[str]:
@@ -118,6 +119,9 @@ class Selection:
             value = data.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
                 raise DgqaError(f"{path}: {key!r} must be a number or null, got {value!r}")
+        notes = data.get("notes", [])
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise DgqaError(f"{path}: 'notes' must be a list of strings, got {notes!r}")
         return cls(**data)
 
 
@@ -157,7 +161,7 @@ def check_held_out(record: Any, where: str = "held-out record") -> dict[str, Any
     return {**record, "counts": c, "train_prior": p / p.sum()}
 
 
-def corrected_shares(logits: np.ndarray, held_out: Any, tol: float = 1e-10) -> np.ndarray:
+def corrected_shares(logits: np.ndarray, held_out: Any = None, tol: float = 1e-10) -> np.ndarray:
     """The target's mixture of domains, corrected for the classifier's confusions.
 
     The classifier's class probabilities ``p(y | x)`` hold its confusions: an image of one type
@@ -167,10 +171,11 @@ def corrected_shares(logits: np.ndarray, held_out: Any, tol: float = 1e-10) -> n
     image's probabilities are reweighted by ``w / prior`` (``prior``: the class frequencies the
     classifier was trained under, from its held-out record), and ``w`` is their mean, until it no
     longer moves. A look-alike keeps only the share that no true type explains. Classes the
-    classifier never trained on get 0.
+    classifier never trained on get 0. Without a held-out record (``None``) the classifier is taken
+    to have been trained under equal class frequencies.
     """
     z = _check_logits(logits)
-    prior = check_held_out(held_out)["train_prior"]
+    prior = check_held_out(held_out)["train_prior"] if held_out is not None else np.full(NUM_CLASSES, 1 / NUM_CLASSES)
     known = prior > 0
     p = np.exp(z - z.max(1, keepdims=True))[:, known]
     p /= p.sum(1, keepdims=True)
@@ -223,13 +228,6 @@ def select(
     """
     if rule not in RULES:
         raise DgqaError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
-    if rule == "dgqa-corrected" and confusion is None:
-        raise DgqaError(
-            f"the dgqa-corrected rule needs the classifier's held-out record (confusion.json: confusion matrix "
-            f"and training prior), and {(classifier or {}).get('path', 'this classifier')} has none (the official "
-            "checkpoint ships none; a classifier trained with --eval_fraction 0 has none): use --rule dgqa-vote, "
-            "or train a classifier with a held-out set"
-        )
     if rule == "dgqa-corrected" and k is not None:
         raise DgqaError("k is not used by the dgqa-corrected rule")
     if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer))):
@@ -247,7 +245,14 @@ def select(
     vote_k = k if (rule == "dgqa-vote" and k) else 4
     shares = vote_shares(logits, vote_k)
     probs = mean_probs(logits)
-    corrected = corrected_shares(logits, confusion) if confusion is not None else None
+    notes = []
+    if rule == "dgqa-corrected" and confusion is None:
+        notes.append(
+            f"{(classifier or {}).get('path', 'the classifier')} has no held-out record (confusion.json; the "
+            "official checkpoint ships none, and neither does a classifier trained with --eval_fraction 0): "
+            "dgqa-corrected assumed it was trained under equal class frequencies"
+        )
+    corrected = corrected_shares(logits, confusion) if confusion is not None or rule == "dgqa-corrected" else None
     if rule == "dgqa-vote":
         threshold = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
         chosen = [t for t in range(1, NUM_CLASSES) if round(float(shares[t]), 2) >= threshold]
@@ -281,6 +286,7 @@ def select(
         num_images=len(logits),
         table=table,
         classifier=classifier,
+        notes=notes,
     )
 
 
@@ -331,6 +337,7 @@ def combine(selections: Sequence[Selection], names: Sequence[str]) -> Selection:
         table=table,
         classifier={"runs": [s.classifier for s in selections]},
         stability=stability,
+        notes=list(dict.fromkeys(n for s in selections for n in s.notes)),
     )
 
 
@@ -615,5 +622,7 @@ def run(args: argparse.Namespace) -> Selection:
         from dgqa_data.truth import format_judgement
 
         print(f"against the truth: {format_judgement(selection.evaluation)}")
+    for note in selection.notes:
+        print(f"note: {note}")
     print(f"wrote {out / SELECTION_JSON}, {TABLE_CSV}, {TABLE_PARQUET}, {PLOT}")
     return selection

@@ -548,8 +548,10 @@ class Demo:
             "",
             "`dgqa-vote` is the official rule: each image votes for its top-4 classes and a type is kept when its "
             "vote share (votes / (k - 1) x M, so the 26 shares sum to k / (k - 1)) rounds to >= 0.04. "
-            "`dgqa-corrected` explains the target's predicted-class histogram with the classifier's held-out "
-            "confusion matrix (non-negative least squares on the simplex) and keeps the types whose share is >= 0.04. "
+            "`dgqa-corrected` estimates the target's mixture of domains: the mixture under which the target images "
+            "are most likely given the classifier's class probabilities and the class frequencies it was trained "
+            "under (maximum likelihood under label shift, solved by EM; Saerens et al. 2002), so that a look-alike "
+            "keeps only the share no true type explains; it keeps the types whose share is >= 0.04. "
             "Chart: `similarity.png` (vote and corrected shares side by side).",
         ]
         for rule, sel in selections.items():

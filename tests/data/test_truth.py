@@ -62,10 +62,22 @@ def test_corrected_rule_gives_look_alike_votes_back():
     assert "corrected share" in format_table(vote)  # shown beside the vote share by every rule
 
 
-def test_corrected_rule_needs_a_confusion_matrix():
+def test_corrected_rule_without_a_held_out_record_assumes_equal_frequencies_and_says_so():
+    counts = confusable(np.random.default_rng(0))
+    logits = draw_logits(counts, {2: 0.4, 11: 0.3, 16: 0.3}, n=2000, seed=1)
+    official = select(logits, "dgqa-corrected", classifier={"path": "kadis-700k_model_best.pth.tar"})
+    uniform = {"counts": counts, "train_prior": [1.0] * K}
+    assert official.selected == select(logits, "dgqa-corrected", confusion=uniform).selected == [2, 11, 16]
+    assert official.notes == [
+        "kadis-700k_model_best.pth.tar has no held-out record (confusion.json; the official checkpoint ships "
+        "none, and neither does a classifier trained with --eval_fraction 0): dgqa-corrected assumed it was "
+        "trained under equal class frequencies"
+    ]
+    assert select(logits, "dgqa-vote").notes == [] and select(logits, "dgqa-vote").table[2]["corrected_share"] is None
+
+
+def test_corrected_rule_refuses_a_bad_held_out_record():
     logits = np.zeros((4, K))
-    with pytest.raises(DgqaError, match="has none .*use --rule dgqa-vote"):
-        select(logits, "dgqa-corrected", classifier={"path": "kadis-700k_model_best.pth.tar"})
     with pytest.raises(DgqaError, match="counts must be 26 x 26 non-negative numbers"):
         select(logits, "dgqa-corrected", confusion={"counts": np.ones((3, 3)), "train_prior": [1] * K})
     with pytest.raises(DgqaError, match="counts has no held-out image"):
@@ -159,8 +171,9 @@ def test_select_cli_with_seeds_and_truth(tmp_path, capsys):
     assert loaded.evaluation["found"] == saved["evaluation"]["found"]
     # a scores folder of a classifier without a confusion matrix: one line naming the way out
     write_scores(tmp_path / "plain", ["a"], np.zeros((1, K)), {"target": "cam", "classifier": {"path": "official"}})
-    assert main(["select", "--scores", str(tmp_path / "plain"), "--rule", "dgqa-corrected"]) == 2
-    assert "official has none" in capsys.readouterr().err
+    assert main(["select", "--scores", str(tmp_path / "plain"), "--rule", "dgqa-corrected"]) == 0
+    assert "note: official has no held-out record (confusion.json;" in capsys.readouterr().out
+    assert json.loads((tmp_path / "plain" / "selection.json").read_text())["notes"][0].startswith("official has no")
     assert main(["select", "--paper", "livec", "--out", str(tmp_path / "p"), "--truth", str(truth)]) == 2
     assert "--truth measures a computed selection" in capsys.readouterr().err
 
