@@ -777,6 +777,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "instead of a head on frozen features: slow on a CPU",
     )
     p.add_argument(
+        "--recipe",
+        choices=["capture", "paper"],
+        default="capture",
+        help="domain classifier recipe: capture (default: JPEG at quality 50-95 after each synthetic "
+        "distortion, class-balanced loss) or paper (neither)",
+    )
+    p.add_argument(
         "--num-proc", type=at_least(1), default=1, help="processes for synthesis and building (default 1)"
     )
     return p
@@ -785,6 +792,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> Path:
     """``dgqa demo``."""
     settings = DemoSettings(
-        fast=args.fast, seeds=args.seeds, backbone=args.backbone, head=args.head, finetune=args.finetune
+        fast=args.fast,
+        seeds=args.seeds,
+        backbone=args.backbone,
+        head=args.head,
+        finetune=args.finetune,
+        recipe=args.recipe,
     )
     return Demo(args.out, settings, num_proc=args.num_proc).run()

@@ -128,6 +128,8 @@ def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
     assert cli.main(["demo", "--fast", "--seeds", "2", "--out", str(demo)]) == 2
     err = capsys.readouterr().err
     assert "other settings (seeds: 3 there, 2 now)" in err
+    assert cli.main(["demo", "--fast", "--recipe", "paper", "--out", str(demo)]) == 2
+    assert "other settings (recipe: 'capture' there, 'paper' now)" in capsys.readouterr().err
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "photo.jpg").write_bytes(b"keep me")
     assert cli.main(["demo", "--fast", "--out", str(tmp_path / "mine")]) == 2
