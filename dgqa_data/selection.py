@@ -250,7 +250,7 @@ def select(
         notes.append(
             f"{(classifier or {}).get('path', 'the classifier')} has no held-out record (confusion.json; the "
             "official checkpoint ships none, and neither does a classifier trained with --eval_fraction 0): "
-            "dgqa-corrected assumed it was trained under equal class frequencies"
+            "dgqa-corrected assumed it was trained under equal class frequencies; --rule dgqa-vote needs no record"
         )
     corrected = corrected_shares(logits, confusion) if confusion is not None or rule == "dgqa-corrected" else None
     if rule == "dgqa-vote":

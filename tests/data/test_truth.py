@@ -71,7 +71,7 @@ def test_corrected_rule_without_a_held_out_record_assumes_equal_frequencies_and_
     assert official.notes == [
         "kadis-700k_model_best.pth.tar has no held-out record (confusion.json; the official checkpoint ships "
         "none, and neither does a classifier trained with --eval_fraction 0): dgqa-corrected assumed it was "
-        "trained under equal class frequencies"
+        "trained under equal class frequencies; --rule dgqa-vote needs no record"
     ]
     assert select(logits, "dgqa-vote").notes == [] and select(logits, "dgqa-vote").table[2]["corrected_share"] is None
 
