@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from dgqa_data import __version__
 from dgqa_data.errors import DgqaError, MissingInputError, at_least
-from dgqa_data.paths import check_output, claim_folder
+from dgqa_data.paths import check_output, run_lock
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_data.scores import CONFUSION_FILE, SCORES_FILE, SCORES_META, Scores, sha256_file
 from dgqa_data.scores import write_scores as _write  # the table lives in the data layer
@@ -106,7 +106,9 @@ def score(
 
     Each image gets ``crops`` seeded random crops (the same on any number of processes); the raw
     logits of its crops are averaged. Under ``accelerate launch`` the images are split over the
-    processes and gathered exactly.
+    processes and gathered exactly. ``out`` follows the output-folder rule
+    (:func:`dgqa_data.paths.check_folder`); process 0 holds its lock, and a run that fails before
+    writing leaves no folder behind.
 
     Args:
         classifier: saved model folder or official ``.pth.tar`` checkpoint.
@@ -126,8 +128,12 @@ def score(
     """
     out = Path(out)
     check_output(out, {"classifier": classifier, "target": target})
-    if int(os.environ.get("RANK", "0")) == 0:
-        claim_folder(out, "score", overwrite=overwrite, writes=(SCORES_FILE, SCORES_META), known=(SCORES_META,))
+    claim = {"verb": "score", "overwrite": overwrite, "writes": (SCORES_FILE, SCORES_META), "known": (SCORES_META,)}
+    with run_lock(out, main_process=int(os.environ.get("RANK", "0")) == 0, claim=claim):
+        return _score(classifier, target, out, crops, crop_size, batch_size, seed, num_workers, mixed_precision)
+
+
+def _score(classifier, target, out: Path, crops, crop_size, batch_size, seed, num_workers, mixed_precision) -> Scores:
     accelerator = make_accelerator(out, mixed_precision=mixed_precision, seed=seed)
     model, identity = load_classifier(classifier)
     crop_size = crop_size or model.config.crop_size
