@@ -170,4 +170,4 @@ def test_finetune_arm_trains_and_evaluates_end_to_end(tmp_path):
     assert (record["seed"], record["train_images"]) == (7, len(refs) * 3)
     assert math.isfinite(record["srcc"]) and math.isfinite(record["plcc"])
     results = json.loads((demo.out / "finetune" / "demo-all-seed7" / "results.json").read_text())
-    assert results["finished"] and results["last_epoch"]["epoch"] == 3
+    assert results["finished"] and results["last_epoch"]["epoch"] == demo.s.finetune_epochs == 2  # --fast: 2

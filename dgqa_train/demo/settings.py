@@ -1,0 +1,72 @@
+"""What decides a demo run: its photos, stages, arms and settings (``demo.json``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dgqa_data import __version__
+from dgqa_data.errors import DgqaError
+
+SOURCE_PHOTOS = ("astronaut", "motorcycle", "hubble_deep_field", "retina")
+HELDOUT_PHOTOS = ("immunohistochemistry",)
+TARGET_PHOTOS = ("chelsea", "coffee", "rocket")
+MIN_TILE_STD = 8.0  # tiles flatter than this (grey levels) show no distortion and are skipped
+#: Carried by every capture (JPEG at quality 50-95, milder than KADID JPEG level 1): not a family to find.
+BACKGROUND = ("jpeg",)
+#: The selection rules the demo measures; the first one's subset is ``dgqa/demo-sel-camera``.
+DEMO_RULES = ("dgqa-corrected", "dgqa-vote")
+#: The regressor arm of each rule's selection.
+ARM_NAMES = {"dgqa-corrected": "selected", "dgqa-vote": "vote"}
+#: Every arm of the regressor comparison, in report order.
+ARMS = ("selected", "vote", "oracle", "complement", "all", "random")
+#: The arms of ``--finetune`` (each one fine-tunes the backbone per seed: the costly part on a CPU).
+FINETUNE_ARMS = ("selected", "oracle", "complement", "all")
+SETTINGS_FILE = "demo.json"
+
+
+class DemoError(DgqaError):
+    """A demo run that cannot start or continue (a clear message, no traceback)."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What decides a demo's results (recorded in ``demo.json``; a rerun must match it)."""
+
+    fast: bool = False
+    seeds: int = 3
+    backbone: str = "efficientnet-lite0"
+    head: str = "ridge"
+    finetune: bool = False
+    recipe: str = "capture"
+    version: str = __version__
+
+    @property
+    def tile(self) -> int:
+        """Side of the square reference tiles and of the crops the models see."""
+        return 128 if self.fast else 160
+
+    @property
+    def tiles_across(self) -> int:
+        """Each photo is resized so that its shorter side holds this many tiles."""
+        return 2 if self.fast else 3
+
+    @property
+    def captures_per_tile(self) -> int:
+        """Simulated captures of each target tile (several hundred targets keep the chance band narrow)."""
+        return 16 if self.fast else 10
+
+    @property
+    def finetune_epochs(self) -> int:
+        """Epochs of each ``--finetune`` arm (2 with ``--fast``: 2 seeds of it stay under 15 min on 2 CPU cores)."""
+        return 2 if self.fast else 3
+
+    @property
+    def classifier_epochs(self) -> int:
+        return 30
+
+    @property
+    def classifier_options(self) -> dict[str, Any]:
+        """The classifier recipe: ``paper`` (none of the below) or ``capture`` (JPEG at quality 50-95 after
+        the synthetic distortion, as every target capture ends, and class-balanced loss weights)."""
+        return {"capture_jpeg": "50-95", "balance_classes": True} if self.recipe == "capture" else {}
