@@ -35,7 +35,6 @@ PART_NAMES = {
     "val": "val", "valid": "val", "validation": "val",
     "test": "test", "testing": "test",
 }  # fmt: skip
-SEEDED_PREFIX = "split-"
 OFFICIAL = "official"
 USER_PREFIX = "user_"
 
