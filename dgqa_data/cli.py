@@ -21,25 +21,40 @@ from dgqa_data.errors import DgqaError
 DESCRIPTION = "Distortion-guided domain selection for blind image quality assessment."
 
 
-class LazyVerbs(argparse._SubParsersAction):
-    """Sub-parsers whose flags are added the moment their verb is parsed (see :class:`Verb`)."""
+class VerbParser(argparse.ArgumentParser):
+    """The top-level parser: every verb's name and help line from the start, its flags (and its
+    module) only when that verb is parsed (see :class:`Verb`).
+
+    argparse has no public hook that runs when a sub-command is chosen, so the verb is found before
+    parsing, in the public :meth:`parse_known_args` (which :meth:`parse_args` calls): it is the first
+    argument that is not an option, since the top-level options (``--help``, ``--version``) take no
+    value. Its flags are added (:meth:`load`), then argparse parses as usual.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: Each verb's sub-parser, in the order ``--help`` lists them (flags added by :meth:`load`).
+        self.verbs: dict[str, argparse.ArgumentParser] = {}
         self._pending: dict[str, Verb] = {}
+        self._sub: Any = None
 
     def add_verb(self, verb: Verb) -> argparse.ArgumentParser:
         """Register ``verb``: its name and help line now, its flags when it runs."""
-        if verb.name in self.choices:
+        if verb.name in self.verbs:
             raise ValueError(f"verb {verb.name!r} is registered twice")
+        if self._sub is None:
+            self._sub = self.add_subparsers(
+                dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser
+            )
         extra = {"add_help": False, "prefix_chars": "\0"} if verb.passthrough else {}
-        parser = self.add_parser(verb.name, help=verb.help, allow_abbrev=False, **extra)
+        parser = self._sub.add_parser(verb.name, help=verb.help, allow_abbrev=False, **extra)
+        self.verbs[verb.name] = parser
         self._pending[verb.name] = verb
         return parser
 
     def load(self, name: str) -> argparse.ArgumentParser:
         """The parser of verb ``name`` with its flags (imports the verb's module once)."""
-        parser = self.choices[name]
+        parser = self.verbs[name]
         verb = self._pending.pop(name, None)
         if verb is None:
             return parser
@@ -53,23 +68,24 @@ class LazyVerbs(argparse._SubParsersAction):
             parser.set_defaults(func=getattr(module, verb.run))
         return parser
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        if values and values[0] in self.choices:
-            self.load(values[0])
-        super().__call__(parser, namespace, values, option_string)
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        args = sys.argv[1:] if args is None else list(args)
+        name = next((a for a in args if a and a[0] not in self.prefix_chars), None)
+        if name in self._pending:
+            self.load(name)
+        return super().parse_known_args(args, namespace)
 
 
 def _run_passthrough(module: str, prog: str, args: argparse.Namespace) -> Any:
     return importlib.import_module(module).main(args.args, prog=prog)
 
 
-def build_parser(verbs: Iterable[Verb] = VERBS, prog: str = "python -m dgqa_data") -> argparse.ArgumentParser:
+def build_parser(verbs: Iterable[Verb] = VERBS, prog: str = "python -m dgqa_data") -> VerbParser:
     """The top-level parser: ``--version`` and one sub-command per verb (flags added lazily)."""
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, allow_abbrev=False)
+    parser = VerbParser(prog=prog, description=DESCRIPTION, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"dgqa {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=LazyVerbs)
     for verb in verbs:
-        sub.add_verb(verb)
+        parser.add_verb(verb)
     return parser
 
 

@@ -7,6 +7,7 @@ when :meth:`HubFolderWriter.finish` runs, so a crash never leaves a folder that 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,6 +21,8 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCardData
 
 from dgqa_data.errors import DgqaError, MissingInputError, OutputExistsError
 from dgqa_data.paths import OUTPUT_MARKER, check_folder, owner_alive, process_owner
@@ -85,8 +88,15 @@ def dataset_info_yaml(
             download_size=sum(download[k] for k in keys),
             dataset_size=sum(sizes[k][1] for k in keys),
         )
-        infos.append(info._to_yaml_dict())
+        card_data = DatasetCardData()
+        DatasetInfosDict({config: info}).to_dataset_card_data(card_data)  # what push_to_hub writes
+        entry = {**card_data["dataset_info"], "config_name": config}  # dropped there for "default"
+        infos.append({k: entry[k] for k in _INFO_FIELDS if k in entry})
     return infos
+
+
+#: The order of a ``dataset_info`` entry's keys: that of :class:`datasets.DatasetInfo`'s fields.
+_INFO_FIELDS = [f.name for f in dataclasses.fields(datasets.DatasetInfo)]
 
 
 def config_files(folder: Path, entry: dict[str, Any]) -> dict[str, list[Path]]:

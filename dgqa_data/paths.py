@@ -11,17 +11,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dgqa_data.errors import DgqaError, OutputExistsError
+from dgqa_data.specs import parse_spec
 
 
 def local_path(spec: str | Path) -> Path | None:
-    """The local file or folder a dataset spec (``PATH`` or ``PATH:SPLIT``) names, or None (a Hub id)."""
-    p = Path(spec).expanduser()
-    if p.exists():
-        return p
-    head, sep, _ = str(spec).rpartition(":")
-    if sep and head and Path(head).expanduser().exists():
-        return Path(head).expanduser()
-    return None
+    """The local file or folder a dataset spec (``PATH`` or ``PATH:SPLIT``, :func:`dgqa_data.specs.parse_spec`)
+    names, or None (a Hub id).
+
+    Raises:
+        DgqaError: ``spec`` is not a valid dataset spec (empty, or empty around its colon).
+    """
+    return parse_spec(spec).local
 
 
 def check_output(out: str | Path, inputs: Mapping[str, str | Path | None], flag: str = "--out") -> None:

@@ -31,6 +31,7 @@ from dgqa_data.errors import DgqaError, at_least, fraction
 from dgqa_data.paths import claim_folder
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 from dgqa_data.scores import load_scores
+from dgqa_data.specs import parse_spec
 
 RULES = ("dgqa-vote", "dgqa-corrected", "mean-prob", "top-k")
 GIVEN = "given"  # the rule of a selection of known types (the truth, its complement): no rule
@@ -465,10 +466,7 @@ def plot_selection(selection: Selection, path: str | Path) -> Path:
 def target_name(spec: str) -> str:
     """The name a target dataset spec stands for: ``hub/dgqa/livec:test`` -> ``livec`` (subset names
     are ``<source>-sel-<target>``)."""
-    from dgqa_data.paths import local_path
-
-    path = local_path(spec)
-    return path.name if path is not None else spec.rstrip("/").split(":")[0].split("/")[-1]
+    return parse_spec(spec).name
 
 
 def select_from_scores(

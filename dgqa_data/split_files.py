@@ -20,10 +20,10 @@ from pathlib import Path
 from dgqa_data.csv_cells import escape_row, unescape
 from dgqa_data.errors import DgqaError, MissingInputError, OutputExistsError
 from dgqa_data.paths import check_output
+from dgqa_data.specs import USER_PREFIX
 from dgqa_data.splits import (
     PARTS,
     TABLE_CSV,
-    USER_PREFIX,
     SplitTable,
     load_split_table,
     local_folder,

@@ -40,6 +40,7 @@ import numpy as np
 
 from dgqa_data.csv_cells import escape_row, unescape
 from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.specs import OFFICIAL, PART_NAMES, parse_spec, parse_split_name
 
 #: Seed of the published splits (split ``k`` uses ``numpy.random.default_rng((SPLIT_SEED, k))``).
 SPLIT_SEED = 1414
@@ -55,8 +56,6 @@ SPLITS_CONFIG: dict[str, Any] = {
     "data_files": [{"split": "train", "path": TABLE_PARQUET}],
 }
 SCORE_COLUMNS = ("mos", "mos_std")
-OFFICIAL = "official"
-USER_PREFIX = "user_"
 PARTS = ("train", "val", "test")
 
 #: ``(corpus, split of the default config) -> why`` its rows are left out of the seeded splits.
@@ -67,13 +66,8 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ),
 }
 
-_PART_OF = {
-    "train": "train", "training": "train", "0": "train",
-    "val": "val", "valid": "val", "validation": "val", "1": "val",
-    "test": "test", "testing": "test", "2": "test",
-    "": "",
-}  # fmt: skip
-_SEEDED_NAME = re.compile(r"^split-(\d{1,2})(?:-(train|val|validation|test))?$")
+#: A split value of a table or an imported file -> its part (the part names of specs, and 0 / 1 / 2).
+_PART_OF = {**PART_NAMES, "0": "train", "1": "val", "2": "test", "": ""}
 
 
 def seeded_column(k: int) -> str:
@@ -379,20 +373,17 @@ def resolve_name(name: str, table: SplitTable) -> tuple[str, str | None] | None:
     """``(column, part)`` a split name refers to in ``table``, or None.
 
     ``split-NN`` is the column ``split_NN``; any split column is also named as is; an optional
-    ``-train`` / ``-val`` / ``-test`` suffix names a part (``-validation`` = ``-val``).
+    ``-train`` / ``-val`` / ``-test`` suffix names a part (``-validation`` = ``-val``); the name is
+    read by :func:`dgqa_data.specs.parse_split_name`.
     """
-    m = _SEEDED_NAME.fullmatch(name)
-    if m:
-        column, part = seeded_column(int(m.group(1))), m.group(2)
+    parsed = parse_split_name(name)
+    if parsed.fold is not None or name not in table.columns:
+        column, part = parsed.column, parsed.part
     else:
         column, part = name, None
-        if column not in table.columns:
-            head, sep, tail = name.rpartition("-")
-            if sep and tail in _PART_OF and tail not in ("0", "1", "2", ""):
-                column, part = head, tail
     if column not in table.split_columns():
         return None
-    return column, (normalise_part(part) if part else None)
+    return column, part
 
 
 def available_names(table: SplitTable) -> str:
@@ -462,7 +453,8 @@ def select_split(loaded: Any, path: str, name: str, role: str | None = None) -> 
 def grouping(path: str) -> str | None:
     """How the seeded splits of a dataset group its rows: ``"reference"``, ``"image"`` (or
     ``"mixed"``); None when it cannot be told without downloading the dataset."""
-    folder = local_folder(path.rpartition(":")[0] if not local_folder(path) and ":" in path else path)
+    path = parse_spec(path).path
+    folder = local_folder(path)
     try:
         if folder is not None:
             import pyarrow.parquet as pq

@@ -123,12 +123,10 @@ def load_truth(spec: str | Path, column: str | None = None) -> Truth:
     if p.is_file() and p.suffix.lower() == ".csv":
         return truth_from_csv(p, column or CSV_COLUMN)
     from dgqa_data.hub_folder import load_folder_or_hub
-    from dgqa_data.paths import local_path
+    from dgqa_data.specs import parse_spec
 
-    local = local_path(str(spec))
-    path, split = str(spec), None
-    if local is not None and not p.exists():
-        path, split = str(local), str(spec)[len(str(local)) + 1 :]
+    parsed = parse_spec(spec)
+    path, split = (str(parsed.local) if parsed.local is not None else parsed.path), parsed.split
     loaded = load_folder_or_hub(path, name=f"truth {spec}")
     split = split or (list(loaded)[0] if len(loaded) == 1 else "test" if "test" in loaded else None)
     if split not in loaded:

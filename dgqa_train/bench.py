@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from dgqa_data.csv_cells import escape
 from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.paths import check_output, run_lock
+from dgqa_data.specs import parse_spec
 from dgqa_data.splits import NUM_SPLITS
 from dgqa_train.config import parse_config
 from dgqa_train.train import RESULTS_NAME, TrainConfig, config_hash
@@ -46,9 +47,6 @@ LEADERBOARD_COLUMNS = (
     "srcc_median", "srcc_min", "srcc_max", "srcc_iqr",
     "plcc_median", "plcc_min", "plcc_max", "plcc_iqr",
 )  # fmt: skip
-
-_STAR = re.compile(r"split-\*(-(?:train|val|test))?")
-_SEEDED = re.compile(r"split-(\*|\d{1,2})(?:-(train|val|validation|test))?")
 
 
 @dataclass
@@ -78,40 +76,33 @@ class Cell:
 
 def slug(spec: str) -> str:
     """A folder name for a dataset spec: readable base name + a short hash of the full spec."""
-    path, _, split = spec.rpartition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).name or "data") + (f"-{split}" if split else "")
+    parsed = parse_spec(spec)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(parsed.path).name or "data")
+    name += f"-{parsed.split}" if parsed.split else ""
     return f"{name}-{zlib.crc32(spec.encode()):08x}"[:80]
 
 
-def split_of(spec: str) -> tuple[str, str | None]:
-    """``(path, split)`` of a dataset spec, parsed as :func:`dgqa_train.data.load_iqa_dataset` does."""
-    if not Path(spec).exists() and ":" in spec:
-        path, split = spec.rsplit(":", 1)
-        return path, split
-    return spec, None
-
-
 def is_all_splits(spec: str) -> bool:
-    """Whether ``spec`` is ``PATH:split-*`` (optionally ``-train`` / ``-test``)."""
-    split = split_of(spec)[1]
-    if split is not None and "*" in split and not _STAR.fullmatch(split):
-        raise DgqaError(f"{spec}: '*' only stands for the split number, as in {split_of(spec)[0]}:split-*")
-    return split is not None and _STAR.fullmatch(split) is not None
+    """Whether ``spec`` is ``PATH:split-*`` (optionally ``-train`` / ``-val`` / ``-test``)."""
+    parsed = parse_spec(spec)
+    if parsed.split is not None and "*" in parsed.split and not parsed.all_folds:
+        raise DgqaError(f"{spec}: '*' only stands for the split number, as in {parsed.path}:split-*")
+    return parsed.all_folds
 
 
 def with_split(spec: str, k: int) -> str:
     """``PATH:split-*`` -> ``PATH:split-03`` for ``k`` = 3 (other specs unchanged)."""
     if not is_all_splits(spec):
         return spec
-    path, split = split_of(spec)
-    return f"{path}:{split.replace('*', f'{k:02d}', 1)}"
+    parsed = parse_spec(spec)
+    return parsed.with_split(parsed.split.replace("*", f"{k:02d}", 1))
 
 
 def _same_dataset(a: str, b: str) -> bool:
-    pa, pb = split_of(a)[0], split_of(b)[0]
-    if Path(pa).exists() and Path(pb).exists():
-        return Path(pa).resolve() == Path(pb).resolve()
-    return pa == pb
+    sa, sb = parse_spec(a), parse_spec(b)
+    if sa.local is not None and sb.local is not None:
+        return sa.local.resolve() == sb.local.resolve()
+    return sa.path == sb.path
 
 
 def eval_specs(spec: str, k: int | None, n_splits: int) -> list[str]:
@@ -199,28 +190,25 @@ def protocol(spec: str, n_splits: int = NUM_SPLITS, by: str | None = None) -> st
         n_splits: splits a ``split-*`` spec stands for.
         by: how the dataset's seeded splits group rows (``reference`` / ``image``), if known.
     """
-    split = split_of(spec)[1]
-    if split is None:
+    parsed = parse_spec(spec)
+    if parsed.split is None:
         return "whole dataset"
-    m = _SEEDED.fullmatch(split)
-    if m:
+    if parsed.kind == "seeded":
         how = {"reference": " by reference", "image": " by image", "mixed": " by reference/image"}.get(
             by or "", ""
         )
         text = (
             f"seeded 80/20{how} x{n_splits} (median)"
-            if m.group(1) == "*"
-            else f"seeded 80/20{how}, split-{int(m.group(1)):02d}"
+            if parsed.all_folds
+            else f"seeded 80/20{how}, split-{parsed.fold:02d}"
         )
-        return text + (f", {m.group(2)} part" if m.group(2) else "")
-    if split in ("train", "validation", "test"):
-        return f"official {split} split"
-    column, sep, part = split.rpartition("-")
-    if not sep or part not in ("train", "val", "validation", "test"):
-        column, part = split, "test"  # what an evaluation load takes (val for a train/val column)
-    if column == "official":
+        return text + (f", {parsed.part} part" if parsed.part else "")
+    if parsed.split in ("train", "validation", "test"):
+        return f"official {parsed.split} split"
+    part = parsed.part or "test"  # what an evaluation load takes (val for a train/val column)
+    if parsed.kind == "official":
         return f"official {part} split"
-    return f"imported split {column}, {part} part"
+    return f"imported split {parsed.column}, {part} part"
 
 
 def leaderboard(cells: list[Cell], evals: list[str], n_splits: int = NUM_SPLITS) -> list[dict[str, Any]]:
@@ -243,10 +231,9 @@ def leaderboard(cells: list[Cell], evals: list[str], n_splits: int = NUM_SPLITS)
             for cell, r in results:
                 metrics = (r.get("last_epoch") or {}).get("metrics") or {}
                 for actual in cell.eval_map.get(spec, [spec]):
-                    m = _SEEDED.fullmatch(split_of(actual)[1] or "")
-                    k = cell.split if cell.split is not None else (int(m.group(1)) if m else None)
+                    k = cell.split if cell.split is not None else parse_spec(actual).fold
                     runs.append((cell.seed, k, metrics.get(actual) or {}))
-            path = split_of(spec)[0]
+            path = parse_spec(spec).path
             if is_all_splits(spec) and path not in by:
                 by[path] = grouping(path)
             splits = {k for _, k, _ in runs if k is not None}
@@ -372,7 +359,7 @@ def run_bench(
                         "train set %s holds images of the test parts of %s (in-dataset: train on %s:split-* instead)",
                         train,
                         spec,
-                        split_of(train)[0],
+                        parse_spec(train).path,
                     )
         summary: dict[str, Any] = {"ran": [], "skipped": [], "failed": []}
         bar = tqdm(cells, desc="bench cells", unit="cell", disable=not progress)

@@ -6,7 +6,6 @@ Only the chosen verb's module is imported, so ``dgqa --help`` and ``dgqa --versi
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from dgqa_data import cli as data_cli
@@ -14,7 +13,7 @@ from dgqa_data import commands as data_commands
 from dgqa_train import commands as model_commands
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> data_cli.VerbParser:
     """The ``dgqa`` parser (each verb's flags are added when it is parsed)."""
     return data_cli.build_parser([*data_commands.VERBS, *model_commands.VERBS], prog="dgqa")
 

@@ -24,6 +24,20 @@ from dgqa_train.data import default_workers
 T = TypeVar("T")
 
 
+class _ConfigParser(HfArgumentParser):
+    """:class:`~transformers.HfArgumentParser` that keeps the actions added to it (argparse lists
+    them only in a private attribute): a config file's keys are checked and typed by them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.added: list[argparse.Action] = []  # filled while the base class adds the flags
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.added.append(action)
+        return action
+
+
 def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
     """Parse ``cls`` (a dataclass) from ``argv``; ``--config FILE`` (YAML or JSON) sets defaults that
     explicit flags override. Unknown keys in the file are an error naming them.
@@ -31,7 +45,7 @@ def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None =
     Every field is a flag in both spellings, ``--crop_size`` and ``--crop-size`` (HfArgumentParser
     adds both); an abbreviation (``--crop``) is refused rather than taken for the flag it prefixes."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(cls, prog=prog, allow_abbrev=False)
+    parser = _ConfigParser(cls, prog=prog, allow_abbrev=False)
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
@@ -45,11 +59,11 @@ def parse_config(cls: type[T], argv: list[str] | None = None, prog: str | None =
         )
         if not isinstance(data, dict):
             raise DgqaError(f"{path}: a config file holds KEY: VALUE pairs, got {type(data).__name__}")
-        known = {f.dest for f in parser._actions}
+        known = {a.dest for a in parser.added}
         unknown = sorted(set(data) - known)
         if unknown:
             raise DgqaError(f"{path}: unknown config key(s) {', '.join(unknown)}")
-        typed = {a.dest: a for a in reversed(parser._actions) if a.type is not None}  # --x, not --no_x
+        typed = {a.dest: a for a in reversed(parser.added) if a.type is not None}  # --x, not --no_x
         parser.set_defaults(**{k: _as_flag(typed.get(k), k, v, path) for k, v in data.items()})
     config, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if remaining:

@@ -16,7 +16,6 @@ import os
 import sys
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -29,6 +28,7 @@ from dgqa_data.errors import DgqaError
 from dgqa_data.hub_folder import load_folder_or_hub
 from dgqa_data.images import open_rgb
 from dgqa_data.schema import type_id
+from dgqa_data.specs import parse_spec
 from dgqa_data.splits import group_keys
 
 
@@ -64,10 +64,8 @@ def load_iqa_dataset(
             rater-training images, its ``test`` the 1,162 others); a published split gives its
             test part.
     """
-    path = spec
-    if not Path(spec).exists() and ":" in spec:
-        path, spec_split = spec.rsplit(":", 1)
-        split = split or spec_split
+    parsed = parse_spec(spec)
+    path, split = parsed.path, split or parsed.split
     loaded = load_folder_or_hub(path, streaming=streaming, name=spec)
     if split is None:
         names = list(loaded.keys())

@@ -179,14 +179,6 @@ def logistic4_fit(pred: ArrayLike, mos: ArrayLike, maxfev: int = 20000) -> Logis
     return Logistic4Fit("logistic4", (b1, b2, mu + sd * b3z, sd * abs(b4z)), best[0])
 
 
-def plcc_logistic(pred: ArrayLike, mos: ArrayLike) -> float:
-    """PLCC after the 4-parameter logistic mapping (:func:`logistic4_fit`); NaN for constant input."""
-    p, m = _validate(pred, mos)
-    if _constant(p, m, "PLCC (logistic4)"):
-        return float("nan")
-    return _plcc_mapped(p, m, logistic4_fit(p, m))
-
-
 def _plcc_mapped(p: np.ndarray, m: np.ndarray, fit: Logistic4Fit) -> float:
     mapped = fit(p)
     if np.all(mapped == mapped[0]):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dgqa_data.specs import parse_spec
+
 #: Files of an output folder that are not part of the published model (hidden files never are).
 HUB_IGNORE = ["checkpoints/*", "logs/*", "*.tmp"]
 
@@ -55,8 +57,9 @@ def model_card(results: dict[str, Any]) -> str:
     tags = ["image-quality-assessment", "blind-iqa", "dgqa", "regression"]
     lines = ["---", "library_name: dgqa", "tags:", *[f"- {t}" for t in tags]]
     ds = cfg.get("train_dataset")
-    if ds and not Path(str(ds).split(":")[0]).exists() and "/" in str(ds):
-        lines += ["datasets:", f"- {str(ds).split(':')[0]}"]
+    hub_id = parse_spec(ds).hub_id if ds else None
+    if hub_id:
+        lines += ["datasets:", f"- {hub_id}"]
     lines += ["metrics:", "- srcc", "- plcc", "---", ""]
     backbone = cfg.get("init_model") or cfg["backbone"]
     lines += [

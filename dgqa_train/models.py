@@ -9,7 +9,6 @@ or scores ``(B,)`` for ``task="regress"``.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Mapping
@@ -33,8 +32,6 @@ from dgqa_train.backbones import (
     processor_normalization,
     with_features,
 )
-
-logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -179,11 +176,6 @@ class IQAModel(nn.Module):
         self._head_name = config.task  # "classify" or "regress"
         self.add_module(self._head_name, head)
 
-    @classmethod
-    def from_config(cls, config: ModelConfig, pretrained: bool | None = None) -> IQAModel:
-        """Build from a config (see :func:`build_model`)."""
-        return build_model(config, pretrained=pretrained)
-
     @property
     def head(self) -> nn.Linear:
         """The linear head (``self.classify`` or ``self.regress``)."""
@@ -200,13 +192,6 @@ class IQAModel(nn.Module):
         mean = self.config.mean if self.config.mean is not None else IMAGENET_MEAN
         std = self.config.std if self.config.std is not None else IMAGENET_STD
         return tuple(mean), tuple(std)
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalise ``(B, 3, H, W)`` RGB in [0, 1] with :attr:`normalization`."""
-        mean, std = self.normalization
-        m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        return (images - m) / s
 
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, feature_dim)``."""

@@ -4,7 +4,6 @@ ResNet-50 state dict) into an :class:`~dgqa_train.models.IQAModel`.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,8 +15,6 @@ from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_train.backbones import IMAGENET_MEAN, IMAGENET_STD
 from dgqa_train.models import IQAModel, ModelConfig, build_model
-
-logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------
 # Official DGQA classifier checkpoint

@@ -213,8 +213,15 @@ def fit_ridge(
 def fit_mlp(
     x: np.ndarray, y: np.ndarray, seed: int = 0, hidden: int = 256, epochs: int = 60, lr: float = 1e-3
 ) -> tuple[Predictor, dict]:
-    """One-hidden-layer MLP (ReLU, dropout 0.1) on z-scored features, Adam, MSE, batches of 64; the
+    """One-hidden-layer MLP (ReLU, dropout 0.1) on z-scored features, AdamW, MSE, batches of 64; the
     seed sets the initialisation and the batch order.
+
+    It has its own few-line loop, not the training loop (:mod:`dgqa_train.loop`), by design: the
+    features are cached and already in memory, so there is no input pipeline (no decoding, crops,
+    augmentation or workers); a fit takes seconds on a CPU in one process, so there is nothing to
+    distribute, checkpoint or resume; and it is deterministic for a seed, as the per-seed comparison
+    needs. Accelerate, mixed precision, checkpoints and trackers would add set-up and settings, no
+    benefit.
 
     Returns:
         ``(predict, {"epochs": epochs, "hidden": hidden})``.

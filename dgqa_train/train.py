@@ -56,8 +56,6 @@ from dgqa_train.models import (  # noqa: E402
     save_model,
 )
 
-logger = logging.getLogger(__name__)
-
 LOSSES = ("l1", "mse", "plcc")
 OPTIMIZERS = ("adamw", "adam")
 RESULTS_NAME = "results.json"

@@ -80,17 +80,12 @@ def test_scores_table_round_trip(tmp_path) -> None:
     assert table["predicted"] == logits.argmax(1).tolist() and len(table["predicted_domain"]) == 5
 
 
-def verbs_action(parser):
-    return next(a for a in parser._actions if isinstance(a, cli.LazyVerbs))
-
-
 def test_data_verbs_and_no_abbreviations() -> None:
     parser = cli.build_parser()
-    verbs = verbs_action(parser)
-    assert list(verbs.choices) == DATA_VERBS
+    assert list(parser.verbs) == DATA_VERBS
     assert not parser.allow_abbrev
     for name in DATA_VERBS:
-        assert not verbs.load(name).allow_abbrev, name
+        assert not parser.load(name).allow_abbrev, name
 
 
 def test_build_help_names_every_registered_corpus(capsys) -> None:
@@ -122,9 +117,8 @@ from dgqa_data.scores import write_scores
 
 out = sys.argv[1]
 parser = cli.build_parser()
-verbs = next(a for a in parser._actions if isinstance(a, cli.LazyVerbs))
-for name in list(verbs.choices):
-    verbs.load(name)  # imports each data verb's module
+for name in list(parser.verbs):
+    parser.load(name)  # imports each data verb's module
 for info in pkgutil.walk_packages(dgqa_data.__path__, "dgqa_data."):
     if info.name != "dgqa_data.__main__":
         importlib.import_module(info.name)

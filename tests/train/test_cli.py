@@ -17,10 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL_VERBS = ["demo", "train-classifier", "score", "train", "predict", "bench", "probe"]
 
 
-def verbs_action(parser):
-    return next(a for a in parser._actions if isinstance(a, data_cli.LazyVerbs))
-
-
 def flags(parser) -> list[tuple[str, ...]]:
     return [tuple(a.option_strings) or (a.dest,) for a in parser._actions]
 
@@ -41,18 +37,17 @@ def test_version_and_help_load_no_model_stack(argv) -> None:
 
 
 def test_dgqa_is_the_data_verbs_plus_the_model_verbs_with_the_same_flags() -> None:
-    dgqa, data = verbs_action(cli.build_parser()), verbs_action(data_cli.build_parser())
-    assert list(dgqa.choices) == [*data.choices, *MODEL_VERBS]
-    for name in data.choices:
+    dgqa, data = cli.build_parser(), data_cli.build_parser()
+    assert list(dgqa.verbs) == [*data.verbs, *MODEL_VERBS]
+    for name in data.verbs:
         assert flags(dgqa.load(name)) == flags(data.load(name)), name
 
 
 def test_every_parser_refuses_abbreviations() -> None:
     parser = cli.build_parser()
-    verbs = verbs_action(parser)
     assert not parser.allow_abbrev
-    for name in verbs.choices:
-        assert not verbs.load(name).allow_abbrev, name
+    for name in parser.verbs:
+        assert not parser.load(name).allow_abbrev, name
 
 
 @pytest.mark.parametrize(
@@ -77,7 +72,7 @@ def test_hyphen_and_underscore_spellings() -> None:
     from dgqa_train.config import parse_config
     from dgqa_train.train import TrainConfig
 
-    score = verbs_action(cli.build_parser()).load("score")
+    score = cli.build_parser().load("score")
     base = ["--classifier", "c", "--target", "t", "--out", "o"]
     for spelling in (["--crop-size", "8", "--batch-size", "2"], ["--crop_size", "8", "--batch_size", "2"]):
         args = score.parse_args(base + spelling)

@@ -119,10 +119,14 @@ def test_bad_input_shape_is_clear() -> None:
         model(torch.randn(3, 32, 32))
 
 
-def test_normalize_matches_config() -> None:
+def test_normalization_matches_config() -> None:
+    """The input pipeline normalises with the model's config (:func:`dgqa_train.data.norm_tensors`)."""
+    from dgqa_train.data import norm_tensors, to_model_input
+
     model = build_model("tiny-resnet", pretrained=False, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
-    x = torch.full((1, 3, 2, 2), 0.75)
-    assert torch.allclose(model.normalize(x), torch.ones(1, 3, 2, 2))
+    assert model.normalization == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    assert torch.allclose(to_model_input(x, *norm_tensors(model, torch.device("cpu"))), torch.full((1, 3, 2, 2), 2.0))
 
 
 # ---------------------------------------------------------------------------------------------- save / load

@@ -149,6 +149,34 @@ def test_bench_cells_of_seeded_splits(tmp_path):
     assert protocol(f"{d}:split-03-test", by="reference") == "seeded 80/20 by reference, split-03, test part"
 
 
+def test_bench_and_model_card_read_specs_with_the_one_parser(tmp_path, monkeypatch):
+    """Windows paths, folders with a colon in their name and Hub ids mean the same to the bench and the
+    model card as to the loaders (:func:`dgqa_data.specs.parse_spec`)."""
+    from dataclasses import asdict
+
+    from dgqa_data.errors import DgqaError
+    from dgqa_train.bench import is_all_splits, slug, with_split
+    from dgqa_train.model_card import model_card
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a:b").mkdir()
+    assert with_split("C:/data/koniq:split-*-test", 4) == "C:/data/koniq:split-04-test"
+    assert with_split("a:b:split-*", 1) == "a:b:split-01" and not is_all_splits("a:b")
+    assert not is_all_splits("C:\\data\\koniq")
+    with pytest.raises(DgqaError, match=r"^org/x:split-\*x: '\*' only stands for the split number, as in org/x:split-\*$"):
+        is_all_splits("org/x:split-*x")
+    assert slug("a:b").startswith("a_b-") and slug("a:b:test").startswith("a_b-test-")
+    assert protocol("a:b:official-val") == "official val split"
+    assert protocol("org/x:user_koniq_split") == "imported split user_koniq_split, test part"
+    card = {
+        t: model_card({"config": asdict(TrainConfig(train_dataset=t, epochs=1, output_dir="o"))})
+        for t in ("org/name:split-03", "org/name/", "a:b:test", "C:/data/livec:test", "hub/dgqa/livec")
+    }
+    assert "datasets:\n- org/name\nmetrics:" in card["org/name:split-03"]
+    assert "datasets:\n- org/name\nmetrics:" in card["org/name/"]
+    assert not [t for t, text in card.items() if "datasets:" in text and t.startswith(("a:b", "C:", "hub/"))]
+
+
 @pytest.fixture(scope="module")
 def kadid5(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("kadid5")
