@@ -206,7 +206,10 @@ def main() -> int:
                 per = "; ".join(f"{r['found']}/{r['families']}, {r['extras']}" for r in seeds)
                 print(f"| {recipe} | {name} | {rule} | {per} | {maj['found']}/{maj['families']}, {maj['extras']}, "
                       f"{maj['kept']} | {maj.get('jaccard_mean', 1.0):.2f} |")  # fmt: skip
-    accs = {r: sorted({x["accuracy"] for x in results if x["recipe"] == r and "accuracy" in x}) for r in args.recipes}
+    accs = {
+        r: [next(x["accuracy"] for x in results if (x["recipe"], x["seed"]) == (r, s)) for s in range(args.seeds)]
+        for r in args.recipes
+    }
     print("held-out accuracy per recipe and seed:", json.dumps(accs))
     return 0
 
