@@ -13,8 +13,9 @@ from scipy.stats import spearmanr
 
 from dgqa_train import cli
 from dgqa_train.data import load_iqa_dataset
+from dgqa_train.features import FeatureCache, backbone_id, extract_features
 from dgqa_train.models import ModelConfig, build_model, load_model, save_model
-from dgqa_train.probe import FeatureCache, backbone_id, extract_features, fit_mlp, fit_ridge, probe
+from dgqa_train.probe import fit_mlp, fit_ridge, probe
 from dgqa_train.train_classifier import ClassifierTrainConfig, train_classifier
 from tests.train.synthetic import TRAIN_SCENES, make_source, scene_crops, simple_distort, write_folder
 
