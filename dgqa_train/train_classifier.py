@@ -205,12 +205,11 @@ def _feature_sets(
     with accelerator.main_process_first():
         folder = Path(config.feature_cache or Path(config.output_dir) / "features")
         cache = FeatureCache(folder, backbone_id(model, config.crop_size))
-        x = extract_features(model, train_ds, config.crop_size, cache, desc="features (train)", progress=show)
+        run = {"num_workers": config.num_workers, "progress": show}  # workers decode while the backbone runs
+        x = extract_features(model, train_ds, config.crop_size, cache, desc="features (train)", **run)
         ex = None
         if eval_ds is not None and len(eval_ds):
-            ex = extract_features(
-                model, eval_ds, config.crop_size, cache, desc="features (held out)", progress=show
-            )
+            ex = extract_features(model, eval_ds, config.crop_size, cache, desc="features (held out)", **run)
     train_set = FeatureDataset(x, train_ds["distortion_type"])
     return train_set, (FeatureDataset(ex, eval_ds["distortion_type"]) if ex is not None else None)
 
