@@ -4,8 +4,8 @@
 motion, exposure error, sensor noise, then JPEG, each applied with a seeded probability and
 strength, usually several at once, and records what it did in units that
 :mod:`dgqa_data.severity` turns into a quality label on the same scale as KADID-style images.
-``pseudo_mos`` labels any distorted image against its reference with MS-SSIM (the ``pytorch_msssim``
-package: a maintained, MIT-licensed implementation of Wang et al. 2003) mapped to a 1-5 scale.
+``pseudo_mos`` labels any distorted image against its reference with MS-SSIM (Wang et al. 2003,
+:mod:`dgqa_data.msssim`: numpy, torch-free) mapped to a 1-5 scale.
 """
 
 from __future__ import annotations
@@ -130,20 +130,16 @@ def pseudo_mos(distorted: np.ndarray, reference: np.ndarray) -> float:
 
     The first three scale weights of the standard five (renormalised) and a window shrunk for
     small crops keep demo-sized images (>= 33 px) valid; the mapping is monotone, so rank metrics
-    (SRCC) are those of MS-SSIM itself.
+    (SRCC) are those of MS-SSIM itself. MS-SSIM is :func:`dgqa_data.msssim.ms_ssim` (numpy, float64).
     """
-    import torch
-    from pytorch_msssim import ms_ssim
+    from dgqa_data.msssim import MS_SSIM_WEIGHTS, ms_ssim
 
-    def t(a: np.ndarray) -> torch.Tensor:
-        # float32: 6x faster than float64 on CPU, same score to 1e-6 (benchmarks/distortion_speed.py)
-        return torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None]
-
-    weights = [w / 0.6305 for w in (0.0448, 0.2856, 0.3001)]
-    # pytorch_msssim needs side > (win - 1) * 16: the largest odd window up to 11 that fits
+    weights = [w / 0.6305 for w in MS_SSIM_WEIGHTS[:3]]
+    # a side > (win - 1) * 16: the largest odd window up to 11 that fits (the rule of the 5-scale
+    # reference implementation, kept so that the labels do not change)
     win = min(11, (min(reference.shape[:2]) - 1) // 16 + 1)
     win -= 1 - win % 2
     if win < 3:
         raise DgqaError(f"pseudo_mos needs images of at least 33 px a side, got {reference.shape[:2]}")
-    score = float(ms_ssim(t(distorted), t(reference), data_range=255, weights=weights, win_size=win))
+    score = ms_ssim(distorted, reference, data_range=255, weights=weights, win_size=win)
     return float(1 + 4 * np.clip((score - 0.4) / 0.6, 0, 1))

@@ -52,9 +52,7 @@ VERBS: tuple[Verb, ...] = (
     Verb(
         "hydrate",
         "re-attach the images of an index-only dataset from your own download",
-        "dgqa_data.subsets",
-        add="hydrate_arguments",
-        run="run_hydrate",
+        "dgqa_data.hydrate",
     ),
     Verb("splits", "export or import a dataset's published train/test splits (CSV)", "dgqa_data.split_files"),
     Verb("publish", "upload a dataset folder to the Hugging Face Hub (only what changed)", "dgqa_data.publish"),

@@ -16,15 +16,14 @@ Three kinds, one writer:
 
 Rows of a corpus whose terms do not allow redistribution are written index-only unless embedding is
 asked for explicitly: ``image`` holds the path relative to the corpus root and ``sha256`` the image
-bytes' digest. :func:`hydrate` re-attaches the images from the user's own download, verifying every
-checksum.
+bytes' digest. :func:`dgqa_data.hydrate.hydrate` re-attaches the images from the user's own
+download, verifying every checksum. The card of a subset is :func:`dgqa_data.cards.subset_card`.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import tempfile
 from collections import Counter
@@ -39,44 +38,21 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from dgqa_data import __version__
-from dgqa_data.cards import build_card, card_metadata
-from dgqa_data.corpora.base import Corpus, CorpusError, Skip, get_corpus, safe_path
+from dgqa_data.cards import subset_card
+from dgqa_data.corpora.base import find_corpus
 from dgqa_data.errors import DgqaError, at_least
-from dgqa_data.hub_folder import HubFolderWriter, parse_card, read_card_metadata, render_card, write_json
+from dgqa_data.hub_folder import HubFolderWriter, read_card_metadata, write_json
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
-from dgqa_data.selection import Selection, format_table, plot_selection
+from dgqa_data.selection import Selection, plot_selection
 
 KINDS = ("selection", "all", "random")
 DEFAULT_NAMESPACE = "dgqa"
 BATCH_ROWS = 256
 
-DGQA_CITATION = """@inproceedings{li2024dgqa,
-  title={Bridging the Synthetic-to-Authentic Gap: Distortion-Guided Unsupervised Domain Adaptation for Blind Image Quality Assessment},
-  author={Li, Aobo and Wu, Jinjian and Liu, Yongxu and Li, Leida},
-  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year={2024},
-  note={arXiv:2405.04167}
-}"""
-
-INDEX_ONLY_BEGIN = "<!-- dgqa:index-only -->"
-INDEX_ONLY_END = "<!-- /dgqa:index-only -->"
-
 
 class SubsetError(DgqaError):
     """A subset cannot be written (bad source folder, empty selection, size too large, ...)."""
-
-
-class HydrateError(DgqaError):
-    """Some images of an index-only dataset are missing or do not match their sha256.
-
-    Attributes:
-        problems: one line per bad image, naming its relative path and what is wrong.
-    """
-
-    def __init__(self, message: str, problems: list[str]):
-        super().__init__(message)
-        self.problems = problems
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -160,20 +136,13 @@ class SourceFolder:
         return (np.concatenate(types) if types else np.zeros(0, np.int64)), sorted(corpora)
 
 
-def _corpus_or_none(name: str) -> Corpus | None:
-    try:
-        return get_corpus(name)
-    except CorpusError:
-        return None
-
-
 def restricted_corpora(corpora: list[str]) -> list[str]:
     """The registered corpora among ``corpora`` whose terms forbid redistributing their images.
 
     A ``corpus`` value that names no registered corpus (a synthetic set, a ``folder`` build of your
     own photos) is yours to share: its images are embedded.
     """
-    return [name for name in corpora if (c := _corpus_or_none(name)) is not None and not c.redistributable]
+    return [name for name in corpora if (c := find_corpus(name)) is not None and not c.redistributable]
 
 
 def index_only_features(features: datasets.Features) -> datasets.Features:
@@ -292,9 +261,7 @@ def write_subset(
     features = index_only_features(src.features) if to_index else src.features
     out = Path(out).expanduser() if out is not None else src.folder.parent / name
     check_output(out, {"source dataset": src.folder})
-    compress = any(
-        (c := _corpus_or_none(n)) is not None and c.image_format in ("bmp", "mixed") for n in corpora
-    )
+    compress = any((c := find_corpus(n)) is not None and c.image_format in ("bmp", "mixed") for n in corpora)
 
     writer = HubFolderWriter(out, features, overwrite=overwrite, compress_images=compress and not index_only)
     bar = tqdm(total=int(keep.sum()), desc=f"writing {name}", unit="img", disable=not progress)
@@ -339,7 +306,8 @@ def write_subset(
                 extra["selection.json"] = selection.to_json()
                 extra["similarity.png"] = plot_selection(selection, Path(tmp) / "similarity.png").read_bytes()
             card = subset_card(
-                src,
+                source=src.name,
+                source_metadata=src.metadata,
                 name=name,
                 kind=kind,
                 selection=selection if kind == "selection" else None,
@@ -387,251 +355,6 @@ def random_control(source: str | Path, size: int | Selection, seed: int = 0, **k
     if isinstance(size, Selection):
         return write_subset(source, kind="random", selection=size, seed=seed, **kwargs)
     return write_subset(source, kind="random", size=size, seed=seed, **kwargs)
-
-
-# -- cards ------------------------------------------------------------------------------------
-def subset_card(
-    src: SourceFolder,
-    *,
-    name: str,
-    kind: str,
-    selection: Selection | None,
-    target: str | None,
-    size: int,
-    seed: int,
-    sampled_from: int | None,
-    parts: list[tuple[str, str]],
-    counts: dict[tuple[str, str], int],
-    domain_counts: dict[int, int],
-    corpora: list[str],
-    restricted: list[str],
-    index_only: bool,
-    namespace: str = DEFAULT_NAMESPACE,
-) -> str:
-    """README.md of a subset: YAML (licence inherited from the source card) + ``subset.md`` body."""
-    source_pretty = src.metadata.get("pretty_name") or src.name
-    registered = [c for c in (_corpus_or_none(n) for n in corpora) if c is not None]
-    license_ = src.metadata.get("license") or (registered[0].license if registered else "other")
-    if kind == "selection":
-        pretty = f"{source_pretty}, DGQA selection for {target}"
-    elif kind == "all":
-        pretty = f"{source_pretty}, all distortion types (DGQA control)"
-    else:
-        pretty = f"{source_pretty}, random {size} images, seed {seed} (DGQA control)"
-    tags = [
-        "domain-selection",
-        "dgqa-subset",
-        src.name,
-        *([target] if target and kind == "selection" else []),
-    ]
-    # Only registered corpora are published under the namespace; a folder or synth source is local.
-    on_hub = _corpus_or_none(src.name) is not None
-    source_repo = f"{namespace}/{src.name}"
-    meta = card_metadata(
-        pretty_name=pretty,
-        license=license_,
-        parts=parts,
-        num_rows=sum(counts.values()),
-        tags=tags,
-        source_datasets=[source_repo] if on_hub else None,
-    )
-    sel = None
-    if selection is not None:
-        sel = {
-            "target": selection.target,
-            "rule": selection.rule,
-            "threshold": selection.threshold,
-            "k": selection.k,
-            "num_images": selection.num_images,
-            "origin": selection.source,
-            "classifier": selection.classifier,
-            "dgqa_version": selection.dgqa_version,
-            "selected": list(selection.selected),
-            "selected_names": selection.selected_names,
-            "table": format_table(selection),
-        }
-    return build_card(
-        "subset",
-        meta,
-        subset=name,
-        repo_id=f"{namespace}/{name}",
-        on_hub=on_hub,
-        source_ref=(
-            f"[{source_pretty}](https://huggingface.co/datasets/{source_repo})"
-            if on_hub
-            else f"{source_pretty} (the local dataset `{src.name}`)"
-        ),
-        kind=kind,
-        pretty_name=pretty,
-        source=src.name,
-        source_pretty=source_pretty,
-        target=target,
-        selection=sel,
-        size=size,
-        seed=seed,
-        sampled_from=sampled_from,
-        counts=[{"config": c, "split": s, "rows": n} for (c, s), n in counts.items()],
-        num_rows=sum(counts.values()),
-        domains=[
-            {"id": t, "name": DISTORTION_NAMES[t] if t >= 0 else "authentic / unknown", "count": n}
-            for t, n in domain_counts.items()
-        ],
-        corpora=registered,
-        unknown_corpora=[n for n in corpora if _corpus_or_none(n) is None],
-        restricted=restricted,
-        index_only=index_only,
-        index_only_begin=INDEX_ONLY_BEGIN,
-        index_only_end=INDEX_ONLY_END,
-        license=license_,
-        dgqa_citation=DGQA_CITATION,
-        version=__version__,
-    )
-
-
-# -- hydrate ----------------------------------------------------------------------------------
-@dataclass
-class HydrateReport:
-    """What :func:`hydrate` wrote: the folder and rows per (config, split)."""
-
-    out: Path
-    counts: dict[tuple[str, str], int]
-
-    @property
-    def num_rows(self) -> int:
-        return sum(self.counts.values())
-
-
-class _Resolver:
-    """Find an index-only row's file: ``root / image`` first, else the corpus' own metadata."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self._by_id: dict[str, dict[str, Path]] = {}
-
-    def __call__(self, rel: str, row: dict[str, Any]) -> Path | str:
-        path = safe_path(self.root, rel, rel)
-        if isinstance(path, Skip):
-            return path.reason
-        if path.is_file():
-            return path
-        found = self._index(row.get("corpus") or "").get(row.get("image_id") or "")
-        if found is not None and found.is_file():
-            return found
-        return f"missing: {found if found is not None else path} does not exist"
-
-    def _index(self, corpus_name: str) -> dict[str, Path]:
-        if corpus_name not in self._by_id:
-            corpus = _corpus_or_none(corpus_name)
-            index: dict[str, Path] = {}
-            if corpus is not None:
-                try:
-                    for item in corpus.rows(self.root):
-                        if not isinstance(item, Skip):
-                            index.setdefault(item.row["image_id"], item.path)
-                except (CorpusError, OSError):
-                    pass  # the root does not hold this corpus' metadata: no fallback
-            self._by_id[corpus_name] = index
-        return self._by_id[corpus_name]
-
-
-def hydrate(
-    folder: str | Path,
-    root: str | Path,
-    out: str | Path | None = None,
-    *,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> HydrateReport:
-    """Re-attach the images of an index-only dataset from a local copy of the official download.
-
-    Every file is read once and checked against its ``sha256``. If any image is missing or does not
-    match, nothing is written and :class:`HydrateError` lists every bad file by its relative path.
-
-    Args:
-        folder: an index-only dataset folder (``image`` = path relative to the corpus root).
-        root: the user's unzipped official download.
-        out: folder to write; default: replace ``folder`` in place (atomically, once complete).
-        overwrite: replace ``out`` if it exists.
-        progress: show a progress bar (images checked).
-
-    Returns:
-        A :class:`HydrateReport`.
-    """
-    src = SourceFolder.open(folder)
-    root = Path(root).expanduser()
-    if not src.index_only or "sha256" not in src.features:
-        raise SubsetError(f"{src.folder} already holds image bytes; only index-only datasets are hydrated")
-    if not root.is_dir():
-        raise SubsetError(f"corpus root {root} does not exist or is not a folder")
-    features = datasets.Features({k: v for k, v in src.features.items() if k != "sha256"})
-    features["image"] = datasets.Image()
-    target = Path(out).expanduser() if out is not None else src.folder
-    # in place (no --out) is the documented mode: the folder is replaced only once complete
-    check_output(
-        target, {"corpus root": root, **({"index-only dataset": src.folder} if out is not None else {})}
-    )
-    resolve = _Resolver(root)
-    problems: list[str] = []
-    writer = HubFolderWriter(target, features, overwrite=overwrite or out is None)
-    parts = {k: v for k, v in src.parts.items() if k[0] != "splits"}  # the image-less table: an extra file
-    total = sum(pq.ParquetFile(f).metadata.num_rows for files in parts.values() for f in files)
-    bar = tqdm(total=total, desc="hydrating", unit="img", disable=not progress)
-    with writer, bar:
-        for (config, split), files in parts.items():
-            for f in files:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS):
-                    bar.update(batch.num_rows)
-                    for row in batch.to_pylist():
-                        rel, digest = row.pop("image"), row.pop("sha256")
-                        path = resolve(rel, row)
-                        if isinstance(path, str):
-                            problems.append(f"{rel}: {path}")
-                            continue
-                        data = path.read_bytes()
-                        actual = hashlib.sha256(data).hexdigest()
-                        if actual != digest:
-                            problems.append(
-                                f"{rel}: sha256 mismatch ({path} has {actual[:12]}..., expected {digest[:12]}...)"
-                            )
-                            continue
-                        if not problems:
-                            row["image"] = {"bytes": data, "path": rel}
-                            writer.add(row, split, config)
-        if problems:
-            shown = "\n  ".join(problems[:50])
-            more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-            raise HydrateError(
-                f"{len(problems)} image(s) under {root} are missing or do not match their sha256; "
-                f"nothing was written:\n  {shown}{more}",
-                problems,
-            )
-        card = hydrated_card((src.folder / "README.md").read_text(encoding="utf-8"))
-        extra: dict[str, str | bytes | Path] = {}
-        for p in sorted(src.folder.rglob("*")):
-            rel_parts = p.relative_to(src.folder).parts
-            if p.is_file() and rel_parts[0] not in ("data", "README.md") and not rel_parts[0].startswith("."):
-                extra[p.relative_to(src.folder).as_posix()] = p
-        if "subset.json" in extra:
-            info = json.loads(Path(extra["subset.json"]).read_text(encoding="utf-8"))
-            extra["subset.json"] = write_json({**info, "index_only": False})
-        writer.finish(card, extra)
-    return HydrateReport(target, dict(writer.counts))
-
-
-def hydrated_card(card: str) -> str:
-    """The card without the index's ``dataset_info`` and with its index-only note replaced."""
-    meta, body = parse_card(card)
-    if meta:
-        meta.pop("dataset_info", None)  # described the index; the writer describes what it wrote
-        card = render_card(meta, body)
-    start, end = card.find(INDEX_ONLY_BEGIN), card.find(INDEX_ONLY_END)
-    if start < 0 or end < start:
-        return card
-    note = (
-        "The images were re-attached with `dgqa hydrate` from a local copy of the official download; "
-        "every file matched the sha256 recorded in the index."
-    )
-    return card[:start] + note + card[end + len(INDEX_ONLY_END) :]
 
 
 # -- the command line -------------------------------------------------------------------------------
@@ -706,16 +429,3 @@ def run_subset(args: argparse.Namespace) -> None:
         print(f"  {t:>2} {DISTORTION_NAMES[t] if t >= 0 else 'authentic'}: {n}")
     if report.missing_types:
         print(f"  warning: selected type(s) {report.missing_types} have no rows in {args.source}")
-
-
-def hydrate_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of ``hydrate``."""
-    p.add_argument("folder", help="index-only dataset folder")
-    p.add_argument("--root", required=True, help="your unzipped official download of the corpus")
-    p.add_argument("--out", default=None, help="folder to write (default: replace FOLDER in place)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-
-
-def run_hydrate(args: argparse.Namespace) -> None:
-    report = hydrate(args.folder, args.root, args.out, overwrite=args.overwrite)
-    print(f"wrote {report.out}: {report.num_rows} images re-attached, every sha256 verified")

@@ -140,7 +140,7 @@ def center_crop(img: Image.Image, size: int) -> np.ndarray:
         img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
         w, h = img.size
     y, x = (h - size) // 2, (w - size) // 2
-    return np.asarray(img)[y : y + size, x : x + size]
+    return np.asarray(img.crop((x, y, x + size, y + size)))  # cropped before the copy out of PIL
 
 
 def reference_groups(ds: Any) -> list[str]:

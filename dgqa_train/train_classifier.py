@@ -45,6 +45,7 @@ from dgqa_train.data import (
     to_model_input,
 )
 from dgqa_train.evaluate import json_safe, predict_batches
+from dgqa_train.features import FeatureCache, backbone_id, extract_features
 from dgqa_train.loop import fit, init_trackers, restore, start_run
 from dgqa_train.models import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, build_model, save_model
 
@@ -200,18 +201,15 @@ def _feature_sets(
 ) -> tuple[FeatureDataset, FeatureDataset | None]:
     """Frozen-backbone features of the training and held-out sets; process 0 extracts, the others
     read its cache."""
-    from dgqa_train.probe import FeatureCache, backbone_id, extract_features
-
     show = accelerator.is_local_main_process
     with accelerator.main_process_first():
         folder = Path(config.feature_cache or Path(config.output_dir) / "features")
         cache = FeatureCache(folder, backbone_id(model, config.crop_size))
-        x = extract_features(model, train_ds, config.crop_size, cache, desc="features (train)", progress=show)
+        run = {"num_workers": config.num_workers, "progress": show}  # workers decode while the backbone runs
+        x = extract_features(model, train_ds, config.crop_size, cache, desc="features (train)", **run)
         ex = None
         if eval_ds is not None and len(eval_ds):
-            ex = extract_features(
-                model, eval_ds, config.crop_size, cache, desc="features (held out)", progress=show
-            )
+            ex = extract_features(model, eval_ds, config.crop_size, cache, desc="features (held out)", **run)
     train_set = FeatureDataset(x, train_ds["distortion_type"])
     return train_set, (FeatureDataset(ex, eval_ds["distortion_type"]) if ex is not None else None)
 

@@ -168,6 +168,15 @@ def get_corpus(name: str) -> Corpus:
         raise CorpusError(f"unknown corpus {name!r}; known corpora: {', '.join(list_corpora())}") from None
 
 
+def find_corpus(name: str) -> Corpus | None:
+    """The registered corpus ``name`` (or alias), or None: a synthetic set or a ``folder`` build of
+    one's own photos names no registered corpus."""
+    try:
+        return get_corpus(name)
+    except CorpusError:
+        return None
+
+
 def list_corpora() -> list[str]:
     """Registered corpus names (aliases excluded)."""
     return sorted({c.name for c in _REGISTRY.values()})

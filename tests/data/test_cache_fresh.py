@@ -24,7 +24,7 @@ from dgqa_data.hub_folder import (
     read_card_metadata,
     render_card,
 )
-from dgqa_data.subsets import hydrate
+from dgqa_data.hydrate import hydrate
 from tests.fixtures.folder import IMAGES, make_folder
 
 NAMES = list(IMAGES)

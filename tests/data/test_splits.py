@@ -372,7 +372,7 @@ def test_import_without_a_split_column_or_into_an_old_build(kadid_copy, tmp_path
 
 
 def test_hydrate_keeps_the_splits_table(tmp_path):
-    from dgqa_data.subsets import hydrate
+    from dgqa_data.hydrate import hydrate
 
     raw = make_kadid10k(tmp_path / "raw", n_refs=2)
     build_corpus("kadid10k", raw, tmp_path / "index", progress=False, index_only=True)

@@ -18,16 +18,9 @@ from dgqa_data.cli import main as cli
 from dgqa_data.corpora import base
 from dgqa_data.corpora.kadid10k import KADID10K
 from dgqa_data.hub_folder import FINGERPRINT_PREFIX, content_fingerprint
+from dgqa_data.hydrate import HydrateError, hydrate
 from dgqa_data.selection import Selection, format_table, paper_selection
-from dgqa_data.subsets import (
-    HydrateError,
-    SubsetError,
-    all_control,
-    hydrate,
-    random_control,
-    select_subset,
-    subset_name,
-)
+from dgqa_data.subsets import SubsetError, all_control, random_control, select_subset, subset_name
 from tests.fixtures.official import make_kadid10k
 
 TYPES = (1, 2, 3, 9, 10, 17, 18, 25)  # the LIVEC selection (1, 3, 10, 17, 18, 25) + two others

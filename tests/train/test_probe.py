@@ -13,8 +13,9 @@ from scipy.stats import spearmanr
 
 from dgqa_train import cli
 from dgqa_train.data import load_iqa_dataset
+from dgqa_train.features import FeatureCache, backbone_id, extract_features
 from dgqa_train.models import ModelConfig, build_model, load_model, save_model
-from dgqa_train.probe import FeatureCache, backbone_id, extract_features, fit_mlp, fit_ridge, probe
+from dgqa_train.probe import fit_mlp, fit_ridge, probe
 from dgqa_train.train_classifier import ClassifierTrainConfig, train_classifier
 from tests.train.synthetic import TRAIN_SCENES, make_source, scene_crops, simple_distort, write_folder
 
@@ -131,6 +132,48 @@ def test_extract_features_uses_the_cache(labelled, tmp_path):
         extract_features(model, ds, CROP, FeatureCache(tmp_path, backbone_id(model, CROP)), progress=False),
         first,
     )
+
+
+def test_feature_cache_replaces_and_extends(tmp_path):
+    cache = FeatureCache(tmp_path, "bb")
+    cache.update(["a" * 64, "b" * 64], np.array([[0, 1], [2, 3]], np.float32))
+    cache.update(["c" * 64, "a" * 64], np.array([[4, 5], [6, 7]], np.float32))  # a new key, a replaced one
+    with np.load(tmp_path / "bb.npz") as data:  # the file format: keys in the order first added, one row each
+        assert data["keys"].tolist() == ["a" * 64, "b" * 64, "c" * 64] and data["keys"].dtype == "<U64"
+        np.testing.assert_array_equal(data["features"], [[6, 7], [2, 3], [4, 5]])
+    np.testing.assert_array_equal(FeatureCache(tmp_path, "bb").get(["c" * 64, "a" * 64]), [[4, 5], [6, 7]])
+
+
+def test_extraction_is_the_same_with_worker_processes_and_without_a_cache(labelled, tmp_path):
+    src, _ = labelled
+    ds = load_iqa_dataset(str(src))
+    ds = ds.select([*range(len(ds)), 2, 0])  # repeated images run once
+    model = build_model("tiny-resnet", task="regress", pretrained=False, crop_size=CROP, features="multilevel")
+    thread = extract_features(model, ds, CROP, FeatureCache(tmp_path / "t", "x"), batch_size=5, progress=False)
+    workers = extract_features(model, ds, CROP, FeatureCache(tmp_path / "w", "x"), batch_size=5, progress=False,
+                               num_workers=2)  # fmt: skip
+    np.testing.assert_array_equal(workers, thread)
+    np.testing.assert_array_equal(extract_features(model, ds, CROP, batch_size=7, progress=False), thread)
+    np.testing.assert_array_equal(thread[-2:], thread[[2, 0]])
+    assert extract_features(model, ds.select([]), CROP, FeatureCache(tmp_path / "t", "x")).shape == (0, model.feature_dim)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_an_undecodable_image_is_named_in_one_line(labelled, tmp_path, num_workers):
+    import datasets
+
+    from dgqa_data.errors import DgqaError
+
+    src, _ = labelled
+    good = load_iqa_dataset(str(src)).select(range(6)).select_columns(["image"])
+    bad = datasets.Dataset.from_dict(
+        {"image": [{"bytes": b"hello", "path": "broken.png"}]}, features=good.features
+    )
+    ds = datasets.concatenate_datasets([good, bad, good.select([0])])
+    model = build_model("tiny-resnet", task="regress", pretrained=False, crop_size=CROP)
+    with pytest.raises(DgqaError, match="broken.png") as err:
+        extract_features(model, ds, CROP, batch_size=4, progress=False, num_workers=num_workers)
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
 
 
 def test_probe_records_and_errors(labelled, tmp_path):
