@@ -35,7 +35,7 @@ def run_demo(mode: str, out: Path) -> dict:
     results = json.loads((out / "regressors.json").read_text())
     accuracy = [
         json.loads(p.read_text())["epochs"][-1]["eval_accuracy"]
-        for p in sorted((out / "classifier").glob("seed*/metrics.json"))
+        for p in sorted((out / "classifier").glob("seed*/results.json"))
     ]
     rules = {}
     for rule in DEMO_RULES:

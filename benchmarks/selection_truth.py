@@ -164,7 +164,7 @@ def main() -> int:
                         epochs=settings.classifier_epochs, batch_size=64, lr=1e-3, seed=seed, **RECIPES[recipe],
                     )
                 )  # fmt: skip
-            metrics = json.loads((run / "metrics.json").read_text())
+            metrics = json.loads((run / "results.json").read_text())
             held_out = json.loads((run / "confusion.json").read_text())
             confusion = np.asarray(held_out["counts"], float)
             for name, (ds, truth) in targets.items():

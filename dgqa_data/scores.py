@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dgqa_data.atomic import write_atomic, write_json
 from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
 
@@ -104,8 +105,6 @@ def write_scores(folder: str | Path, image_ids: list[str], logits: np.ndarray, m
             "predicted_domain": pa.array([DISTORTION_NAMES[t] for t in pred], pa.string()),
         }
     )
-    tmp = folder / f".{SCORES_FILE}.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(folder / SCORES_FILE)
-    (folder / SCORES_META).write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(folder / SCORES_FILE, lambda tmp: pq.write_table(table, tmp))
+    write_json(folder / SCORES_META, meta)
     return folder

@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dgqa_data import __version__
+from dgqa_data.atomic import write_atomic
 from dgqa_data.errors import DgqaError, at_least, fraction
 from dgqa_data.paths import claim_folder
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
@@ -85,9 +86,7 @@ class Selection:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.to_json(), encoding="utf-8")
-        return path
+        return write_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Selection:

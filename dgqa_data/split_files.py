@@ -10,13 +10,13 @@ import argparse
 import csv
 import io
 import math
-import os
 import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from dgqa_data.atomic import write_atomic
 from dgqa_data.csv_cells import escape_row, unescape
 from dgqa_data.errors import DgqaError, MissingInputError, OutputExistsError
 from dgqa_data.paths import check_output
@@ -371,10 +371,7 @@ def run(args: argparse.Namespace) -> int:
         if out is None:
             sys.stdout.write(text)
             return 0
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        write_atomic(out, text)
         print(f"wrote {out}: {text.count(chr(10)) - 1} rows, columns {text.splitlines()[0]}")
         return 0
     report = import_splits(args.file, args.dataset, args.name, args.allow_unknown)

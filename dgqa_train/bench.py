@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import re
@@ -32,13 +33,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from dgqa_data.atomic import write_atomic
 from dgqa_data.csv_cells import escape
 from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.paths import check_output, run_lock
 from dgqa_data.specs import parse_spec
 from dgqa_data.splits import NUM_SPLITS
 from dgqa_train.config import parse_config
-from dgqa_train.train import RESULTS_NAME, TrainConfig, config_hash
+from dgqa_train.run_outputs import RESULTS_NAME
+from dgqa_train.train import TrainConfig, config_hash
 
 logger = logging.getLogger(__name__)
 
@@ -265,13 +268,13 @@ def _f(v: float) -> str:
 def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """``leaderboard.csv``, ``leaderboard.md`` and ``leaderboard.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "leaderboard.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LEADERBOARD_COLUMNS)
-        w.writeheader()
-        w.writerows(
-            {k: ("" if isinstance(v, float) and not np.isfinite(v) else escape(v)) for k, v in r.items()}
-            for r in rows
-        )
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=LEADERBOARD_COLUMNS)
+    w.writeheader()
+    w.writerows(
+        {k: ("" if isinstance(v, float) and not np.isfinite(v) else escape(v)) for k, v in r.items()} for r in rows
+    )
+    write_atomic(out / "leaderboard.csv", buf.getvalue())
     md = [
         "# Leaderboard",
         "",
@@ -287,7 +290,7 @@ def write_leaderboard(rows: list[dict[str, Any]], out: Path) -> list[Path]:
             f"{_f(r['srcc_median'])} [{_f(r['srcc_min'])}, {_f(r['srcc_max'])}] | "
             f"{_f(r['plcc_median'])} [{_f(r['plcc_min'])}, {_f(r['plcc_max'])}] |"
         )
-    (out / "leaderboard.md").write_text("\n".join(md) + "\n")
+    write_atomic(out / "leaderboard.md", "\n".join(md) + "\n")
     _plot(rows, out / "leaderboard.png")
     return [out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.png"]
 
@@ -388,8 +391,9 @@ def run_bench(
             "splits": n_splits,
             "train_args": train_args,
         }
-        (out / "bench.json").write_text(
-            json.dumps({**bench, **{k: summary[k] for k in ("ran", "skipped", "failed")}}, indent=2)
+        write_atomic(
+            out / "bench.json",
+            json.dumps({**bench, **{k: summary[k] for k in ("ran", "skipped", "failed")}}, indent=2),
         )
     return summary
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dgqa_data.atomic import write_json
 from dgqa_data.errors import DgqaError, MissingInputError
 
 STATE_FILE = "dgqa_state.json"
@@ -173,9 +174,7 @@ def mark_complete(accelerator: Any, state: TrainState, keep: int = KEEP) -> Path
     accelerator.wait_for_everyone()  # every process's files are written before they are recorded
     if accelerator.is_main_process:
         state.files = file_records(folder)
-        tmp = folder / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(json_safe(asdict(state)), indent=2) + "\n")
-        tmp.replace(folder / STATE_FILE)
+        write_json(folder / STATE_FILE, json_safe(asdict(state)))
         ordered = sorted(folder.parent.glob("checkpoint_*"), key=checkpoint_number)
         complete = [p for p in ordered if (p / STATE_FILE).is_file()]
         if len(complete) > keep:

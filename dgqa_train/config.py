@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from transformers import HfArgumentParser
 
+from dgqa_data.atomic import write_atomic
 from dgqa_data.errors import DgqaError
 from dgqa_train.data import default_workers
 
@@ -115,7 +116,7 @@ def check_ranges(config: Any, **bounds: tuple[float | None, float | None]) -> No
 def save_config(config: Any, path: str | Path) -> None:
     """Write a dataclass config as JSON (reloadable with ``--config``)."""
     data = asdict(config) if is_dataclass(config) else dict(config)
-    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def make_accelerator(

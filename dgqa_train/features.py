@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dgqa_data.atomic import write_atomic
 from dgqa_data.errors import DgqaError
 from dgqa_train.data import center_crop, decode_rgb
 from dgqa_train.models import IQAModel
@@ -75,10 +75,8 @@ class FeatureCache:
             grown[: len(old)] = old
         grown[rows] = feats
         self._features = grown
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, keys=np.array(list(self._index), dtype="U64"), features=grown)
-        tmp.replace(self.path)
+        keys = np.array(list(self._index), dtype="U64")
+        write_atomic(self.path, lambda tmp: np.savez(tmp, keys=keys, features=grown))
 
 
 def backbone_id(model: IQAModel, crop_size: int) -> str:

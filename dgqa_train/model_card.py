@@ -1,4 +1,4 @@
-"""Model card (README.md with a YAML header) for a trained regressor, and the Hub upload."""
+"""Model cards (README.md with a YAML header) for a trained regressor or domain classifier, and the Hub upload."""
 
 from __future__ import annotations
 
@@ -109,6 +109,58 @@ def model_card(results: dict[str, Any]) -> str:
         "or `dgqa predict --model path/to/this/folder photo.jpg --crops 5`.",
         "",
         "`results.json` holds every epoch's metrics and the full training config (`train_config.json`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def classifier_card(results: dict[str, Any]) -> str:
+    """The README.md of a trained domain classifier, from its ``results.json`` content."""
+    from dgqa_data.schema import NUM_CLASSES
+
+    cfg = results["config"]
+    ds = cfg.get("train_dataset")
+    hub_id = parse_spec(ds).hub_id if ds else None
+    lines = ["---", "library_name: dgqa", "tags:"]
+    lines += [f"- {t}" for t in ("image-quality-assessment", "dgqa", "domain-classification")]
+    if hub_id:
+        lines += ["datasets:", f"- {hub_id}"]
+    lines += ["metrics:", "- accuracy", "---", ""]
+    last = (results.get("epochs") or [{}])[-1]
+    acc = last.get("eval_accuracy")
+    capture = results.get("capture")
+    lines += [
+        f"# DGQA domain classifier: {cfg['backbone']} + Linear(feature_dim, {NUM_CLASSES})",
+        "",
+        f"Tells which of the {NUM_CLASSES} synthetic domains (pristine + the 25 KADID distortion types) an image "
+        f"resembles, from a {cfg['crop_size']}px crop. `dgqa score` runs it over a target set and `dgqa select` "
+        "turns the scores into the distortion types to train on (the DGQA method).",
+        "",
+        "## Training",
+        "",
+        f"- data: `{ds}`, {results.get('train_images')} images",
+        f"- backbone: `{cfg['backbone']}` (pretrained: {cfg['pretrained']}, features: {cfg['features']}"
+        + (", frozen: a linear probe)" if results.get("frozen_backbone") else ")"),
+        f"- AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, batch {cfg['batch_size']} x "
+        f"{results.get('num_processes', 1)} process(es), {cfg['epochs']} epochs, seed {cfg['seed']}"
+        + (", class-balanced loss" if results.get("balance_classes") else ""),
+        f"- capture augmentation: {capture}" if capture else "- capture augmentation: none (the paper's recipe)",
+        "",
+        "## Held-out evaluation (last epoch)",
+        "",
+        f"Accuracy {acc:.4f} on {results.get('eval_images')} held-out images; `confusion.json` holds the "
+        "confusion counts that `dgqa select --rule dgqa-corrected` uses."
+        if isinstance(acc, float)
+        else "No held-out evaluation was run.",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        "dgqa score --classifier path/to/this/folder --target hub/dgqa/livec --out runs/scores-livec",
+        "dgqa select --scores runs/scores-livec --out runs/sel-livec",
+        "```",
+        "",
+        "`results.json` holds every epoch's loss and accuracy and the full training config (`train_config.json`).",
         "",
     ]
     return "\n".join(lines)

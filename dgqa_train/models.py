@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dgqa_data.atomic import write_atomic
 from dgqa_data.errors import DgqaError, MissingInputError
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_train.backbones import (
@@ -108,9 +109,7 @@ class ModelConfig:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON."""
-        _atomic_write_text(
-            Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default)
-        )
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelConfig:
@@ -254,12 +253,6 @@ def build_model(config: ModelConfig | str, pretrained: bool | None = None, **kwa
     return IQAModel(backbone, dim, resolved)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_model(model: IQAModel, directory: str | os.PathLike[str]) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
 
@@ -273,11 +266,8 @@ def save_model(model: IQAModel, directory: str | os.PathLike[str]) -> Path:
     config = model.config
     if isinstance(model.backbone, TransformersBackbone):
         config.extra["hf_config"] = model.backbone.config.to_dict()
-    tmp = out / f".{WEIGHTS_NAME}.tmp"
-    st_save_model(
-        model, str(tmp), metadata={"format": "pt", "task": config.task, "backbone": config.backbone}
-    )
-    os.replace(tmp, out / WEIGHTS_NAME)
+    meta = {"format": "pt", "task": config.task, "backbone": config.backbone}
+    write_atomic(out / WEIGHTS_NAME, lambda tmp: st_save_model(model, str(tmp), metadata=meta))
     config.save(out / CONFIG_NAME)
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dgqa_data.atomic import write_atomic
 from dgqa_data.csv_cells import escape_row
 from dgqa_data.errors import DgqaError, MissingInputError, OutputExistsError, at_least
 from dgqa_data.paths import check_output
@@ -139,15 +140,12 @@ def run(args: argparse.Namespace) -> None:
     for name, reason in skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_HEADER)
-            w.writerows(escape_row((name, f"{q:.6f}", "")) for name, q in rows)
-            w.writerows(escape_row((name, "", reason)) for name, reason in skipped)
-        os.replace(tmp, out)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(CSV_HEADER)
+        w.writerows(escape_row((name, f"{q:.6f}", "")) for name, q in rows)
+        w.writerows(escape_row((name, "", reason)) for name, reason in skipped)
+        write_atomic(args.out, buf.getvalue())
 
 
 #: The header of the CSV ``--out`` writes (how a later run knows the file is predict's own).

@@ -13,9 +13,7 @@ sha256 of its encoded bytes, so a subset of a dataset whose features are known c
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgqa_data.atomic import write_json
 from dgqa_data.errors import DgqaError, at_least
 from dgqa_data.paths import check_output, run_lock
 from dgqa_train.data import load_iqa_dataset, reference_groups
@@ -298,9 +297,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             seeds=range(args.seeds),
             cache_dir=args.cache_dir or out / "features",
         )
-        tmp = out / f".probe.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(json_safe(records), indent=2, allow_nan=False) + "\n")
-        tmp.replace(out / "probe.json")  # a second run into the same folder replaces it whole
+        write_json(out / "probe.json", json_safe(records))  # a second run into the same folder replaces it whole
     for r in records:
         print(
             f"{r['train']}  seed {r['seed']}  SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  ({r['train_images']} images)"

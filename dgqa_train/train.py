@@ -34,7 +34,7 @@ import torch.nn.functional as F  # noqa: E402
 from dgqa_data.errors import DgqaError  # noqa: E402
 from dgqa_data.paths import check_output, run_lock  # noqa: E402
 from dgqa_train.checkpoints import TrainState  # noqa: E402
-from dgqa_train.config import LoopConfig, check_ranges, parse_config, save_config  # noqa: E402
+from dgqa_train.config import LoopConfig, check_ranges, parse_config  # noqa: E402
 from dgqa_train.data import (  # noqa: E402
     CropDataset,
     StreamCrops,
@@ -46,20 +46,11 @@ from dgqa_train.data import (  # noqa: E402
 from dgqa_train.evaluate import METRIC_LABELS, evaluate_loader, json_safe  # noqa: E402
 from dgqa_train.loop import fit, init_trackers, restore, start_run  # noqa: E402
 from dgqa_train.metrics import plcc_loss  # noqa: E402
-from dgqa_train.models import (  # noqa: E402
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    IQAModel,
-    ModelConfig,
-    build_model,
-    load_model,
-    save_model,
-)
+from dgqa_train.models import IQAModel, ModelConfig, build_model, load_model  # noqa: E402
+from dgqa_train.run_outputs import RESULTS_NAME, RUN_FILES, TRAIN_CONFIG_NAME, save_run, write_results  # noqa: E402
 
 LOSSES = ("l1", "mse", "plcc")
 OPTIMIZERS = ("adamw", "adam")
-RESULTS_NAME = "results.json"
-TRAIN_CONFIG_NAME = "train_config.json"
 #: Fields that do not change what is trained or measured (left out of the config hash).
 RUN_ONLY_FIELDS = (
     "output_dir",
@@ -217,7 +208,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     claim = {
         "verb": "train",
         "overwrite": config.overwrite_output_dir,
-        "writes": (WEIGHTS_NAME, CONFIG_NAME, "README.md", RESULTS_NAME, TRAIN_CONFIG_NAME, "checkpoints"),
+        "writes": (*RUN_FILES, "checkpoints"),
         "known": (TRAIN_CONFIG_NAME,),  # a run written before output markers existed
         "flag": "--output_dir",
         "overwrite_flag": "--overwrite_output_dir",
@@ -286,7 +277,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
 
     def interim(state: TrainState) -> None:
         if accelerator.is_main_process and state.epoch < config.epochs:
-            _write_json(out / RESULTS_NAME, results_dict(config, state, accelerator.num_processes, train_info, False))
+            write_results(out, results_dict(config, state, accelerator.num_processes, train_info, False))
 
     if config.epochs == 0:
         state.history = [{"epoch": 0, "step": 0, "train_loss": None, **evaluate()}]
@@ -300,10 +291,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
 
         final = accelerator.unwrap_model(model)
         final.config.extra["dgqa_train"] = {"train_dataset": config.train_dataset, "domains": config.domains}
-        save_model(final, out)
-        save_config(config, out / TRAIN_CONFIG_NAME)
-        (out / "README.md").write_text(model_card(results))
-        _write_json(out / RESULTS_NAME, results)
+        save_run(out, final, config, results, model_card(results))
         accelerator.print(f"saved the model to {out} (results: {out / RESULTS_NAME})")
         if config.push_to_hub:
             push_to_hub(out, config.push_to_hub, private=config.hub_private)
@@ -358,13 +346,6 @@ def results_dict(
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)  # with save_every_epochs=0 nothing else created it
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -7,8 +7,9 @@ Runs unchanged on one CPU process, several CPU processes (gloo) and GPUs::
 
 Checkpoints go to ``<output_dir>/checkpoints/checkpoint_<n>`` (``accelerator.save_state`` plus
 ``dgqa_state.json``); ``--resume_from_checkpoint latest`` continues where a run stopped. The final
-model is ``<output_dir>/model.safetensors`` + ``config.json`` (:func:`dgqa_train.models.save_model`),
-with ``metrics.json`` (per-epoch train loss and held-out accuracy).
+output folder holds the same files as a regressor's (:mod:`dgqa_train.run_outputs`): the model,
+``train_config.json``, ``results.json`` (per-epoch train loss and held-out accuracy) and a card, plus
+``confusion.json`` (the held-out confusion counts that ``--rule dgqa-corrected`` uses).
 """
 
 from __future__ import annotations
@@ -21,19 +22,20 @@ if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).reso
     # data.py / evaluate.py / config.py would shadow the installed packages of those names.
     sys.path.pop(0)
 
-import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from dgqa_data.atomic import write_json
 from dgqa_data.errors import DgqaError
 from dgqa_data.paths import check_output, run_lock
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_data.scores import CONFUSION_FILE
 from dgqa_train.capture import HELDOUT_STREAM, TRAIN_STREAM, CaptureAugment
+from dgqa_train.checkpoints import TrainState
 from dgqa_train.config import LoopConfig, check_ranges, parse_config, save_config
 from dgqa_train.data import (
     CropDataset,
@@ -44,12 +46,15 @@ from dgqa_train.data import (
     split_by_reference,
     to_model_input,
 )
-from dgqa_train.evaluate import json_safe, predict_batches
+from dgqa_train.evaluate import predict_batches
 from dgqa_train.features import FeatureCache, backbone_id, extract_features
 from dgqa_train.loop import fit, init_trackers, restore, start_run
-from dgqa_train.models import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, build_model, save_model
+from dgqa_train.model_card import classifier_card
+from dgqa_train.models import ModelConfig, build_model
+from dgqa_train.run_outputs import RESULTS_NAME, RUN_FILES, TRAIN_CONFIG_NAME, save_run, write_results
 
-METRICS_FILE = "metrics.json"
+#: What classifier runs of dgqa 0.1.0 and earlier named results.json (still recognised as this verb's output).
+OLD_RESULTS_NAME = "metrics.json"
 
 
 @dataclass(kw_only=True)
@@ -218,7 +223,7 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
     """Train the domain classifier described by ``config``.
 
     Returns:
-        The contents of ``metrics.json`` (``epochs``: per-epoch records, ``global_step``, ...).
+        The contents of ``results.json`` (``epochs``: per-epoch records, ``global_step``, ...).
     """
     out = Path(config.output_dir)
     inputs = {"training dataset": config.train_dataset, "held-out dataset": config.eval_dataset}
@@ -226,8 +231,8 @@ def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
     claim = {
         "verb": "train-classifier",
         "overwrite": config.overwrite_output_dir,
-        "writes": (WEIGHTS_NAME, CONFIG_NAME, METRICS_FILE, CONFUSION_FILE, "train_config.json", "checkpoints", "features"),
-        "known": (METRICS_FILE,),  # a run written before output markers existed
+        "writes": (*RUN_FILES, CONFUSION_FILE, OLD_RESULTS_NAME, "checkpoints", "features"),
+        "known": (OLD_RESULTS_NAME,),  # a run written before output markers existed
         "flag": "--output_dir",
         "overwrite_flag": "--overwrite_output_dir",
     }
@@ -290,8 +295,7 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
         eval_loader = accelerator.prepare(eval_loader)
     state = restore(accelerator, ckpt)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "train_config.json")
+        save_config(config, out / TRAIN_CONFIG_NAME)
     init_trackers(accelerator, config, "dgqa-classifier")
 
     confusion: list[np.ndarray] = []
@@ -309,26 +313,34 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
         w = None if weights is None else weights.to(logits.device)
         return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=w)
 
-    fit(accelerator, config, net, optimizer, train_loader, loss, state, held_out)
+    def results(state: TrainState) -> dict[str, Any]:
+        record = {
+            "finished": state.epoch == config.epochs,
+            "completed": state.epoch == config.epochs,  # the name before results.json; kept for readers
+            "epochs": state.history,
+            "global_step": state.global_step,
+            "num_processes": accelerator.num_processes,
+            "train_images": len(train_set),
+            "eval_images": len(eval_ds) if eval_ds is not None else 0,
+            "frozen_backbone": config.freeze_backbone,
+            "capture": capture.describe() if capture is not None else None,
+            "balance_classes": config.balance_classes,
+            "config": asdict(config),
+        }
+        if confusion:
+            record["confusion"] = confusion[0].tolist()  # last evaluation; rows: true class, columns: predicted
+        return record
+
+    def interim(state: TrainState) -> None:
+        if accelerator.is_main_process and state.epoch < config.epochs:
+            write_results(out, results(state))
+
+    fit(accelerator, config, net, optimizer, train_loader, loss, state, held_out, interim)
 
     accelerator.wait_for_everyone()
-    history = state.history
-    metrics = {
-        "epochs": history,
-        "global_step": state.global_step,
-        "num_processes": accelerator.num_processes,
-        "train_images": len(train_set),
-        "eval_images": len(eval_ds) if eval_ds is not None else 0,
-        "completed": state.epoch == config.epochs,
-        "frozen_backbone": config.freeze_backbone,
-        "capture": capture.describe() if capture is not None else None,
-        "balance_classes": config.balance_classes,
-    }
-    if confusion:
-        metrics["confusion"] = confusion[0].tolist()  # last evaluation; rows: true class, columns: predicted
+    metrics = results(state)
     if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model), out)
-        (out / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+        save_run(out, accelerator.unwrap_model(model), config, metrics, classifier_card(metrics))
         if confusion:
             held = {
                 "counts": confusion[0].tolist(),
@@ -337,8 +349,8 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
                 "images": int(confusion[0].sum()),
                 "capture": metrics["capture"],
             }
-            (out / CONFUSION_FILE).write_text(json.dumps(held) + "\n")
-        accelerator.print(f"saved the classifier to {out}")
+            write_json(out / CONFUSION_FILE, held, indent=None)
+        accelerator.print(f"saved the classifier to {out} (results: {out / RESULTS_NAME})")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics

@@ -22,7 +22,7 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
 
     split = json.loads((demo.out / "photos" / "split.json").read_text())
     runs = [
-        json.loads((demo.out / "classifier" / f"seed{s}" / "metrics.json").read_text())
+        json.loads((demo.out / "classifier" / f"seed{s}" / "results.json").read_text())
         for s in range(demo.s.seeds)
     ]
     accs = [m["epochs"][-1]["eval_accuracy"] for m in runs]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dgqa_data.atomic import write_atomic, write_json
 from dgqa_data.camera import capture_families, simulate_capture
 from dgqa_data.images import opened
 from dgqa_data.paths import run_lock
@@ -33,6 +34,7 @@ from dgqa_train.demo.settings import (
     DemoError,
     DemoSettings,
 )
+from dgqa_train.evaluate import json_safe
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -112,7 +114,7 @@ class Demo:
             )
         else:
             self.out.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(mine, indent=2) + "\n")
+            write_json(path, json_safe(mine))
 
     def _done(self, stage: str) -> Path:
         return self.out / ".stages" / stage
@@ -135,8 +137,8 @@ class Demo:
         times_file = self.out / ".stages" / "times.json"
         times = json.loads(times_file.read_text()) if times_file.is_file() else {}
         times[stage] = self.times[stage]
-        times_file.write_text(json.dumps(times, indent=2) + "\n")
-        self._done(stage).write_text(summary + "\n")
+        write_json(times_file, json_safe(times))
+        write_atomic(self._done(stage), summary + "\n")
 
     def run(self) -> Path:
         """Run (or finish) every stage; returns the report path."""
@@ -186,7 +188,7 @@ class Demo:
                 for i, t in enumerate(tiles):
                     Image.fromarray(t).save(work / pool / name / f"tile{i:02d}.png")
                 split[pool][name] = len(tiles)
-        (work / "split.json").write_text(json.dumps(split, indent=2) + "\n")
+        write_json(work / "split.json", json_safe(split))
         return ", ".join(f"{pool} {sum(v.values())} tiles of {len(v)} photo(s)" for pool, v in split.items())
 
     # 2
@@ -358,7 +360,7 @@ class Demo:
                 **{r.name: r.num_rows for r in randoms.values()},
             },
         }
-        (self.out / "subsets.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_json(self.out / "subsets.json", json_safe(info))
         listed = ", ".join(f"dgqa/{r.name} ({r.num_rows} rows)" for r in made.values())
         return f"{listed}, dgqa/{full.name} ({full.num_rows}), {len(randoms)} random controls"
 
@@ -377,7 +379,7 @@ class Demo:
             results += [dict(r, arm="random") for r in self._fit(self.random_arm(s), [s])]
         for r in results:
             r["train"] = Path(r["train"]).name
-        (self.out / "regressors.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_atomic(self.out / "regressors.json", json.dumps(results, indent=2) + "\n")  # NaN kept: a constant arm
         summary = summarize(results)
         return "; ".join(f"{a} SRCC {v['srcc_mean']:.3f} +- {v['srcc_std']:.3f}" for a, v in summary.items())
 
@@ -430,7 +432,7 @@ class Demo:
         n_target = len(datasets.load_dataset(str(self.target), split="train"))
         chance = 2 / math.sqrt(n_target)
         verdict = make_verdict(summary, chance)
-        (self.out / "verdict.txt").write_text(verdict + "\n")
+        write_atomic(self.out / "verdict.txt", verdict + "\n")
         plot_srcc(summary, chance, self.out / "srcc.png")
-        (self.out / "report.md").write_text(report_text(self, summary, results, chance, n_target, verdict))
+        write_atomic(self.out / "report.md", report_text(self, summary, results, chance, n_target, verdict))
         return verdict

@@ -17,6 +17,7 @@ from dgqa_train import cli
 from dgqa_train.checkpoints import latest_checkpoint
 from dgqa_train.data import load_iqa_dataset, split_by_reference
 from dgqa_train.models import load_model
+from dgqa_train.run_outputs import RUN_FILES
 from dgqa_train.score import score
 from dgqa_train.train_classifier import ClassifierTrainConfig, main
 from tests.train.synthetic import (
@@ -64,8 +65,13 @@ def test_training_lowers_the_loss(tmp_path, source) -> None:
     assert metrics["epochs"][-1]["eval_images"] == 32 and metrics["completed"]
     model = load_model(tmp_path / "run")
     assert model.task == "classify" and model.config.num_outputs == 26
-    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert on_disk["epochs"] == metrics["epochs"]
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["epochs"] == metrics["epochs"] and on_disk["finished"] and on_disk["config"]["epochs"] == 6
+    # the same output contract as dgqa train: model, flags, results, card (+ the confusion record)
+    assert set(RUN_FILES) | {"confusion.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "Linear(feature_dim, 26)" in card and "- domain-classification" in card
+    assert f"Accuracy {metrics['epochs'][-1]['eval_accuracy']:.4f} on 32 held-out images" in card
 
 
 def test_config_validation() -> None:
@@ -94,7 +100,7 @@ def test_resume_mid_epoch_equals_uninterrupted_run(tmp_path, source) -> None:
     ckpt = latest_checkpoint(tmp_path / "part")
     state = json.loads((ckpt / "dgqa_state.json").read_text())
     assert (state["epoch"], state["global_step"], state["batches_in_epoch"]) == (1, 5, 2)  # 3 batches/epoch
-    partial = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    partial = json.loads((tmp_path / "part" / "results.json").read_text())
     assert [(e["epoch"], e["partial_epoch"]) for e in partial["epochs"]] == [(1, False), (2, True)]
     assert not partial["completed"]
 
@@ -121,7 +127,7 @@ def test_two_process_training(tmp_path, source) -> None:
         base_args(source, out, "--epochs", "2", "--eval_fraction", "0.25"),
         tmp_path,
     )
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "results.json").read_text())
     assert metrics["num_processes"] == 2 and [e["epoch"] for e in metrics["epochs"]] == [1, 2]
     assert metrics["epochs"][-1]["eval_images"] == 8  # gathered exactly: 2 references x 4 images, no padding
     assert metrics["global_step"] == 2 * 2  # 24 train images / (8 per process x 2 processes), rounded up

@@ -31,7 +31,7 @@ def demo(tmp_path_factory) -> Path:
 
 def test_every_stage_wrote_its_output(demo):
     for rel in ("demo.json", "photos/split.json", "photos/camera-labels.csv", "photos/camera-truth.csv",
-                *(f"classifier/seed{s}/{f}" for s in range(3) for f in ("model.safetensors", "metrics.json", "confusion.json")),
+                *(f"classifier/seed{s}/{f}" for s in range(3) for f in ("model.safetensors", "results.json", "README.md", "confusion.json")),
                 *(f"scores/seed{s}/scores.parquet" for s in range(3)),
                 *(f"selection/{rule}/selection.json" for rule in DEMO_RULES), "subsets.json",
                 "regressors.json", "report.md", "verdict.txt", "srcc.png", "confusion.png", "similarity.png"):  # fmt: skip
@@ -47,7 +47,7 @@ def test_every_stage_wrote_its_output(demo):
 
 def test_classifier_is_well_above_chance_on_the_held_out_photo(demo):
     for seed in range(3):
-        metrics = json.loads((demo / f"classifier/seed{seed}/metrics.json").read_text())
+        metrics = json.loads((demo / f"classifier/seed{seed}/results.json").read_text())
         last = metrics["epochs"][-1]
         assert metrics["frozen_backbone"] and last["eval_images"] == 126 * sum(
             json.loads((demo / "photos/split.json").read_text())["heldout"].values()

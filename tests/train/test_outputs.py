@@ -91,7 +91,7 @@ REFUSED = [
      "train-classifier: choose a new or empty folder, or pass --overwrite_output_dir to write beside those files"),
     ("train-classifier", lambda w, o: ["train-classifier", "--train_dataset", w["built"], "--output_dir", o,
                                        "--backbone", "tiny-resnet", "--overwrite_output_dir"],
-     "--output_dir {o} holds config.json, which dgqa did not write and dgqa train-classifier would replace; "
+     "--output_dir {o} holds config.json, README.md, which dgqa did not write and dgqa train-classifier would replace; "
      "--overwrite_output_dir never replaces files dgqa did not write: choose another folder"),
     ("score", lambda w, o: ["score", "--classifier", w["cls"], "--target", w["built"], "--out", o],
      "--out {o} is not empty (README.md, config.json) and is not the output of an earlier dgqa score: "
