@@ -21,11 +21,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
+from dgqa_data import __version__
+from dgqa_data.cards import card_metadata
 from dgqa_data.errors import DgqaError
+from dgqa_data.hub_folder import HubFolderWriter, render_card, write_json
+from dgqa_data.paths import check_output
+from dgqa_data.schema import DISTORTION_NAMES
+from dgqa_data.subsets import SourceFolder
 
 #: Rows per block of the blocked similarity products (a block is at most BLOCK x COL_BLOCK floats).
 BLOCK = 1024
@@ -59,8 +69,10 @@ def normalise_labels(labels: Any, where: str = "labels") -> np.ndarray:
     return (y - low) * (10.0 / (high - low))
 
 
-def unit_features(features: Any, rows: int | None = None, where: str = "features") -> np.ndarray:
-    """Rows of ``features`` scaled to unit length, as C-contiguous float32 ``(N, D)``.
+def feature_norms(
+    features: Any, rows: int | None = None, where: str = "features"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(features as float32 (N, D), row norms)``, checked block by block (no copy of float32 input).
 
     Raises:
         CurationError: not a 2-D matrix, a row count other than ``rows``, or rows that are missing
@@ -71,16 +83,24 @@ def unit_features(features: Any, rows: int | None = None, where: str = "features
         raise CurationError(f"{where}: expected a (rows, dims) matrix, got shape {x.shape}")
     if rows is not None and x.shape[0] != rows:
         raise CurationError(f"{where}: features for {x.shape[0]} row(s), but the set has {rows}")
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    norms = np.empty(len(x), np.float32)
+    for s in range(0, len(x), BLOCK):
+        norms[s : s + BLOCK] = np.linalg.norm(x[s : s + BLOCK], axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms))
     if bad.size:
         raise CurationError(
             f"{where}: features missing (NaN) for {bad.size} row(s) (first rows {bad[:3].tolist()})"
         )
-    norm = np.linalg.norm(x, axis=1)
-    zero = np.flatnonzero(norm == 0)
+    zero = np.flatnonzero(norms == 0)
     if zero.size:
         raise CurationError(f"{where}: zero feature vector in row(s) {zero[:3].tolist()}; cosine undefined")
-    return np.ascontiguousarray(x / norm[:, None], dtype=np.float32)
+    return x, norms
+
+
+def unit_features(features: Any, rows: int | None = None, where: str = "features") -> np.ndarray:
+    """Rows of ``features`` scaled to unit length, as float32 ``(N, D)`` (checked by :func:`feature_norms`)."""
+    x, norms = feature_norms(features, rows, where)
+    return x / norms[:, None]
 
 
 # -- DRC ------------------------------------------------------------------------------------------
@@ -100,7 +120,8 @@ class DrcResult:
 
 
 def redundant_links(
-    unit: np.ndarray,
+    features: np.ndarray,
+    norms: np.ndarray,
     labels10: np.ndarray,
     sim: float = 0.9,
     label_gap: float = 1.0,
@@ -112,11 +133,13 @@ def redundant_links(
 
     Rows are visited in label order, so a row block is compared only with the following rows whose
     label is within ``label_gap`` of the block's largest: at most ``block x col_block`` similarities
-    exist at a time. Similarities are float32 dot products of unit rows.
+    exist at a time. Similarities are float32 dot products of unit rows; the one copy of the
+    features made is the label-ordered unit rows.
     """
     order = np.argsort(labels10, kind="stable")
     lab = labels10[order]
-    x = unit[order]
+    x = features[order]
+    x /= norms[order, None]
     n = len(order)
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
@@ -187,10 +210,10 @@ def drc(
     if not 0 < keep <= 1 or max_cluster < 1:
         raise CurationError(f"DRC: keep must be in (0, 1] and max_cluster >= 1, got {keep}, {max_cluster}")
     y = normalise_labels(labels, f"{where} labels")
-    x = unit_features(features, len(y), f"{where} features")
+    x, norms = feature_norms(features, len(y), f"{where} features")
     if types is not None and len(types) != len(y):
         raise CurationError(f"{where}: {len(types)} type(s) for {len(y)} row(s)")
-    clusters = components(len(y), *redundant_links(x, y, sim, label_gap, block))
+    clusters = components(len(y), *redundant_links(x, norms, y, sim, label_gap, block))
     rng = np.random.default_rng(seed)
     mask = np.ones(len(y), dtype=bool)
     for members in clusters:
@@ -391,3 +414,164 @@ def transfer_labels(result: DdcResult, ref_labels: Any, where: str = "training l
             raise CurationError(f"{where}: reference row {int(near[r])} has no label for cell {int(c)}")
         out[n] = w @ sub
     return out
+
+
+# -- writing a curated dataset --------------------------------------------------------------------
+@dataclass
+class CurateReport:
+    """What :func:`write_curated` wrote: the folder, its name, rows, rows per type, index-only."""
+
+    out: Path
+    name: str
+    rows: int
+    domain_counts: dict[int, int]
+    index_only: bool
+
+
+def source_column(src: SourceFolder, column: str) -> np.ndarray:
+    """One column of every row of the source's ``default`` config, in source order (object array)."""
+    values: list[Any] = []
+    for _, files in src.config_parts():
+        for f in files:
+            if column not in pq.read_schema(f).names:
+                raise CurationError(f"{f}: no {column!r} column")
+            values.extend(pq.read_table(f, columns=[column])[column].to_pylist())
+    return np.asarray(values, dtype=object)
+
+
+def selected_rows(types: np.ndarray, selected: Sequence[int] | None, where: str) -> np.ndarray:
+    """Indices of the rows of the ``selected`` types (all rows when None).
+
+    Raises:
+        CurationError: the selection names types with no row in the source.
+    """
+    if selected is None:
+        return np.arange(len(types))
+    absent = sorted(set(selected) - set(np.unique(types).tolist()))
+    if absent:
+        names = ", ".join(f"{t} ({DISTORTION_NAMES[t]})" for t in absent)
+        raise CurationError(f"{where}: the selection names type(s) absent from the source: {names}")
+    return np.flatnonzero(np.isin(types, list(selected)))
+
+
+def write_curated(
+    source: str | Path,
+    keep: np.ndarray,
+    *,
+    name: str,
+    out: str | Path,
+    record: dict[str, Any],
+    namespace: str = "dgqa",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CurateReport:
+    """Copy the rows ``keep`` (a mask over the source's ``default`` rows) into a Hub-layout folder
+    whose card and ``curation.json`` hold ``record`` (operation, settings, report).
+
+    Image bytes are copied as stored; rows of corpora whose terms forbid redistribution are written
+    index-only, as :func:`dgqa_data.subsets.write_subset` does.
+    """
+    from dgqa_data.subsets import _to_index_only, index_only_features, restricted_corpora
+
+    src = SourceFolder.open(source)
+    types, corpora = src.scan()
+    out = Path(out).expanduser()
+    check_output(out, {"source dataset": src.folder})
+    restricted = restricted_corpora(corpora)
+    to_index = bool(restricted) and not src.index_only
+    features = index_only_features(src.features) if to_index else src.features
+    writer = HubFolderWriter(out, features, overwrite=overwrite)
+    bar = tqdm(total=int(keep.sum()), desc=f"writing {name}", unit="img", disable=not progress)
+    with writer, bar:
+        offset = 0
+        for split, files in src.config_parts():
+            for f in files:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
+                    mask = keep[offset : offset + batch.num_rows]
+                    offset += batch.num_rows
+                    for row in batch.filter(pa.array(mask)).to_pylist():
+                        writer.add(_to_index_only(row, f) if to_index else row, split)
+                    bar.update(int(mask.sum()))
+        counts = dict(sorted(Counter(types[keep].tolist()).items()))
+        record = {
+            "name": name,
+            "source": src.name,
+            "source_rows": len(types),
+            "rows": int(keep.sum()),
+            **record,
+        }
+        card = curated_card(src, name, record, writer.parts(), dict(writer.counts), counts, namespace)
+        writer.finish(card, {"curation.json": write_json(record)})
+    return CurateReport(out, name, int(keep.sum()), counts, src.index_only or to_index)
+
+
+def curated_card(
+    src: SourceFolder,
+    name: str,
+    record: dict[str, Any],
+    parts: list[tuple[str, str]],
+    counts: dict[tuple[str, str], int],
+    domain_counts: dict[int, int],
+    namespace: str,
+) -> str:
+    """README.md of a curated dataset: what was done, its settings, and rows kept per type."""
+    pretty = f"{src.metadata.get('pretty_name') or src.name}, curated ({', '.join(record['operations'])})"
+    meta = card_metadata(
+        pretty_name=pretty,
+        license=src.metadata.get("license") or "other",
+        parts=parts,
+        num_rows=sum(counts.values()),
+        tags=["dataset-curation", "syndr-iqa", *record["operations"], src.name],
+    )
+    lines = [
+        f"# {pretty}",
+        "",
+        f"`{src.name}` ({record['source_rows']} rows) curated by dgqa {__version__} with the SynDR-IQA "
+        f"steps {', '.join(record['operations'])}: {record['rows']} rows. Image bytes are copied as stored.",
+        "",
+    ]
+    if record.get("selection"):
+        sel = record["selection"]
+        lines += [
+            f"Rows restricted first to the DGQA selection for `{sel['target']}`: types {sel['selected']}.",
+            "",
+        ]
+    if "drc" in record:
+        lines += drc_card_lines(record["drc"])
+    lines += ["## Rows per type", "", "| id | type | source rows | kept |", "|---:|---|---:|---:|"]
+    source_counts = record.get("source_rows_per_type", {})
+    for t, n in domain_counts.items():
+        label = DISTORTION_NAMES[t] if t >= 0 else "authentic / unknown"
+        lines.append(f"| {t} | {label} | {source_counts.get(t, '')} | {n} |")
+    lines += ["", "## How to load", "", "```python", "from datasets import load_dataset", ""]
+    lines += [f'ds = load_dataset("{namespace}/{name}", split="train")', "```", ""]
+    lines += ["The full record (settings, cluster sizes) is in `curation.json`.", "", "## Citation", ""]
+    lines += ["```bibtex", SYNDR_CITATION, "```", ""]
+    return render_card(meta, "\n".join(lines))
+
+
+def drc_card_lines(rep: dict[str, Any]) -> list[str]:
+    """The DRC section of a curated card."""
+    s = rep["settings"]
+    return [
+        "## Redundant-cluster downsampling (DRC)",
+        "",
+        f"Features: {rep.get('features', 'given')}. Labels min-max normalised to [0, 10]; rows linked when "
+        f"cosine similarity > {s['sim']} and label difference < {s['label_gap']}; the connected components "
+        f"are the redundant clusters. A cluster of up to {s['max_cluster']} rows is kept whole, a larger "
+        f"one keeps max({s['max_cluster']}, floor(L x {s['keep']})) rows drawn with seed {s['seed']}.",
+        "",
+        f"- rows considered: {rep['rows']}, kept: {rep['kept']}",
+        f"- clusters: {rep['clusters']} holding {rep['rows_in_clusters']} rows; "
+        f"{rep['thinned_clusters']} larger than {s['max_cluster']} thinned",
+        f"- cluster sizes (size: count): {', '.join(f'{k}: {v}' for k, v in rep['cluster_sizes'].items()) or 'none'}",
+        "",
+    ]
+
+
+SYNDR_CITATION = """@inproceedings{li2025syndriqa,
+  title={SynDR-IQA: Synthetic Data Reshaping for Blind Image Quality Assessment},
+  author={Li, Aobo and Wu, Jinjian and Liu, Yongxu and Li, Leida and Dong, Weisheng},
+  booktitle={Advances in Neural Information Processing Systems (NeurIPS)},
+  year={2025}
+}"""
