@@ -570,8 +570,9 @@ def drc_card_lines(rep: dict[str, Any]) -> list[str]:
 
 
 SYNDR_CITATION = """@inproceedings{li2025syndriqa,
-  title={SynDR-IQA: Synthetic Data Reshaping for Blind Image Quality Assessment},
+  title={Towards Syn-to-Real IQA: A Novel Perspective on Reshaping Synthetic Data Distributions},
   author={Li, Aobo and Wu, Jinjian and Liu, Yongxu and Li, Leida and Dong, Weisheng},
   booktitle={Advances in Neural Information Processing Systems (NeurIPS)},
-  year={2025}
+  year={2025},
+  note={SynDR-IQA; arXiv:2601.00225}
 }"""
