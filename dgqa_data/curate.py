@@ -207,8 +207,11 @@ def drc(
         block: rows per block of the similarity products.
         where: names the set in error messages.
     """
-    if not 0 < keep <= 1 or max_cluster < 1:
-        raise CurationError(f"DRC: keep must be in (0, 1] and max_cluster >= 1, got {keep}, {max_cluster}")
+    if not 0 < keep <= 1 or max_cluster < 1 or not -1 <= sim < 1 or not label_gap > 0:
+        raise CurationError(
+            f"DRC settings: need -1 <= sim < 1, label_gap > 0, max_cluster >= 1 and 0 < keep <= 1; got "
+            f"sim {sim}, label_gap {label_gap}, max_cluster {max_cluster}, keep {keep}"
+        )
     y = normalise_labels(labels, f"{where} labels")
     x, norms = feature_norms(features, len(y), f"{where} features")
     if types is not None and len(types) != len(y):
@@ -350,6 +353,37 @@ def label_neighbours(
         neighbours.append(near)
         weights.append(w / w.sum())
     return neighbours, weights
+
+
+def reference_label_table(
+    reference_ids: Sequence[str],
+    cells: Sequence[Any],
+    labels: Sequence[float],
+    references: Sequence[str],
+) -> tuple[np.ndarray, list[Any]]:
+    """The ``(references, cells)`` label matrix :func:`transfer_labels` reads, from one row per image.
+
+    Args:
+        reference_ids: the reference of every row.
+        cells: the cell of every row, e.g. ``(type, level)``.
+        labels: the label of every row.
+        references: the training references, in the order of the matrix rows.
+
+    Returns:
+        ``(matrix, cell order)``: cells sorted; NaN where a reference has no row of a cell; a cell
+        with several rows of one reference holds their mean.
+    """
+    order = sorted(set(cells))
+    col = {c: k for k, c in enumerate(order)}
+    row = {r: k for k, r in enumerate(references)}
+    total = np.zeros((len(references), len(order)))
+    count = np.zeros_like(total)
+    for r, c, y in zip(reference_ids, cells, labels):
+        if r in row and y is not None:
+            total[row[r], col[c]] += y
+            count[row[r], col[c]] += 1
+    with np.errstate(invalid="ignore"):
+        return total / count, order
 
 
 def ddc(

@@ -29,7 +29,7 @@ from dgqa_data.curate import (
     source_column,
     write_curated,
 )
-from dgqa_data.errors import DgqaError, at_least, fraction
+from dgqa_data.errors import DgqaError, OutputExistsError, at_least, fraction
 from dgqa_data.paths import check_output
 from dgqa_data.subsets import SourceFolder, subset_name
 from dgqa_train.features import FeatureCache, backbone_id, extract_features
@@ -103,6 +103,8 @@ def curate(
     name = name or (subset_name(src.name, selection.target) if selection else src.name) + "-drc"
     out = Path(out).expanduser() if out is not None else src.folder.parent / name
     check_output(out, {"source dataset": src.folder})
+    if out.exists() and not overwrite:  # refused before the backbone runs, not after
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
     if cache_dir:
         check_output(cache_dir, {"source dataset": src.folder}, "--cache-dir")
     ds = source_dataset(src).select(rows)

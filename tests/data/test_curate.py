@@ -15,6 +15,7 @@ from dgqa_data.curate import (
     ddc,
     drc,
     normalise_labels,
+    reference_label_table,
     transfer_labels,
 )
 
@@ -207,3 +208,19 @@ def test_ddc_errors_are_one_line():
     res = ddc(on_circle(REFS), on_circle(CANDS))
     with pytest.raises(CurationError, match="reference row 3 has no label for cell 1"):
         transfer_labels(res, np.array([[1, 1], [1, 1], [1, 1], [1, np.nan]]))
+
+
+def test_reference_label_table_feeds_the_transfer():
+    ids = ["r0", "r0", "r1", "r1", "r1", "r2"]
+    cells = [(1, 3), (2, 3), (1, 3), (2, 3), (2, 3), (1, 3)]
+    labels = [0.5, 0.25, 0.75, 0.5, 0.3, 9.0]
+    table, order = reference_label_table(ids, cells, labels, ["r1", "r0"])
+    assert order == [(1, 3), (2, 3)]
+    assert table.tolist() == [[0.75, 0.4], [0.5, 0.25]]  # r2 is not a training reference
+    table, _ = reference_label_table(ids[:1], cells[:1] + [], labels[:1], ["r0", "r1"])
+    assert table[0, 0] == 0.5 and np.isnan(table[1, 0])
+
+
+def test_drc_settings_are_checked():
+    with pytest.raises(CurationError, match="DRC settings: need -1 <= sim < 1, label_gap > 0"):
+        drc(np.eye(3), [1.0, 2.0, 3.0], label_gap=0)

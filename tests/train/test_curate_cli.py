@@ -143,13 +143,21 @@ def test_curate_with_a_selection_and_the_same_seed_is_reproducible(source, tmp_p
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--paper", "livec"], "the selection names type(s) absent from the source: 10 (jpeg), 17 (darken), 18 (mean_shift)"),
+        (
+            ["--paper", "livec"],
+            "the selection names type(s) absent from the source: 10 (jpeg), 17 (darken), 18 (mean_shift)",
+        ),
         (["--out", "INSIDE"], "sits inside the source dataset"),
+        (["--out", "EXISTING"], "already exists; pass --overwrite to replace it"),
     ],
 )
 def test_curate_refuses_bad_input_and_writes_nothing(source, tmp_path, capsys, extra, message):
     out = tmp_path / "x" / "out"
-    extra = [str(source / "inside") if e == "INSIDE" else e for e in extra]
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "mine.txt").write_text("keep me")
+    swap = {"INSIDE": str(source / "inside"), "EXISTING": str(existing)}
+    extra = [swap.get(e, e) for e in extra]
     argv = ["curate", "--source", str(source), "--downsample", "drc", *FLAGS, *extra]
     if "--out" not in extra:
         argv += ["--out", str(out)]
@@ -157,6 +165,7 @@ def test_curate_refuses_bad_input_and_writes_nothing(source, tmp_path, capsys, e
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists() and not (source / "inside").exists()
+    assert [p.name for p in existing.iterdir()] == ["mine.txt"]
 
 
 def test_constant_labels_are_refused_before_the_backbone_runs(tmp_path, capsys):
