@@ -314,6 +314,8 @@ def thin(
 
     Of the closest pair (ties: the lowest indices), the one with the smaller ``novelty`` (its
     nearest-T distance: the less new content) is dropped; equal novelty drops the later row.
+    Holds the M x M float64 distances of the M candidates (M = 10,000: 0.8 GB): rule 1 runs first so
+    that M is the pool's new content only, not the pool.
 
     Returns:
         ``(kept positions ascending, [(dropped, partner, distance)] in drop order)``.
