@@ -576,9 +576,9 @@ def curated_card(
         lines += drc_card_lines(record["drc"])
     lines += ["## Rows per type", "", "| id | type | source rows | kept |", "|---:|---|---:|---:|"]
     source_counts = record.get("source_rows_per_type", {})
-    for t, n in domain_counts.items():
+    for t in sorted(set(source_counts) | set(domain_counts)):  # a type whose rows all went: kept 0
         label = DISTORTION_NAMES[t] if t >= 0 else "authentic / unknown"
-        lines.append(f"| {t} | {label} | {source_counts.get(t, '')} | {n} |")
+        lines.append(f"| {t} | {label} | {source_counts.get(t, '')} | {domain_counts.get(t, 0)} |")
     lines += ["", "## How to load", "", "```python", "from datasets import load_dataset", ""]
     lines += [f'ds = load_dataset("{namespace}/{name}", split="train")', "```", ""]
     lines += ["The full record (settings, cluster sizes) is in `curation.json`.", "", "## Citation", ""]
