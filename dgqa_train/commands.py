@@ -34,4 +34,9 @@ VERBS: tuple[Verb, ...] = (
         "linear probe: frozen backbone features + ridge/MLP head per training set",
         "dgqa_train.probe",
     ),
+    Verb(
+        "curate",
+        "SynDR-IQA curation: redundant-cluster downsampling (DRC) on frozen-backbone features",
+        "dgqa_train.curate",
+    ),
 )

@@ -14,7 +14,7 @@ from dgqa_data import cli as data_cli
 from dgqa_train import cli
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL_VERBS = ["demo", "train-classifier", "score", "train", "predict", "bench", "probe"]
+MODEL_VERBS = ["demo", "train-classifier", "score", "train", "predict", "bench", "probe", "curate"]
 
 
 def flags(parser) -> list[tuple[str, ...]]:
