@@ -211,7 +211,11 @@ def breakdown(folder: Path, work: Path, fmt: str, repo: Path) -> dict:
     for i, shard in enumerate(rows):
         table = pa.Table.from_pylist(shard, schema=schema)
         comp = {n: ("none" if n == "image" else "zstd") for n in table.column_names}
-        pq.write_table(table, work / "data" / f"train-{i:05d}-of-{len(rows):05d}.parquet", compression=comp)
+        path = work / "data" / f"train-{i:05d}-of-{len(rows):05d}.parquet"
+        if hasattr(synth, "_write_table"):
+            synth._write_table(shard, path, fmt)
+        else:
+            pq.write_table(table, path, row_group_size=100, compression=comp)
     res["parquet write"] = time.perf_counter() - t
     t = time.perf_counter()
     from collections import Counter
@@ -244,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(out)
             rounds.append(
                 {
+                    "load_1min": os.getloadavg()[0],
                     "images": n,
                     "loop_img_s": n / loop_wall,
                     "command_img_s": n / cmd_wall,
@@ -258,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(
                 f"round {r + 1}: loop {x['loop_img_s']:.1f} img/s, command {x['command_img_s']:.1f} img/s, "
                 f"ratio {x['ratio_wall']:.2f} (CPU: loop {loop_cpu:.1f} s, command {cmd_cpu:.1f} s, "
-                f"ratio {x['ratio_cpu']:.2f}); parquet {mb:.1f} MB",
+                f"ratio {x['ratio_cpu']:.2f}); parquet {mb:.1f} MB; load average {x['load_1min']:.1f}",
                 flush=True,
             )
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}

@@ -327,10 +327,23 @@ class _Background:
         self.pending: deque[tuple[Future, int]] = deque()
         self.queued = 0
         self.max_bytes = max_bytes
+        self.error: BaseException | None = None
         self.submit(_warm_imports)
 
+    def _run(self, fn: Callable, *args):
+        """In the thread: after a failure nothing more runs (no shard after a failed one is written)."""
+        if self.error is not None:
+            raise self.error
+        try:
+            return fn(*args)
+        except BaseException as err:
+            self.error = err
+            raise
+
     def submit(self, fn: Callable, *args, nbytes: int = 0) -> Future:
-        fut = self.pool.submit(fn, *args)
+        if self.error is not None:
+            raise self.error
+        fut = self.pool.submit(self._run, fn, *args)
         self.pending.append((fut, nbytes))
         self.queued += nbytes
         while self.pending and (self.pending[0][0].done() or self.queued > self.max_bytes):
@@ -375,7 +388,11 @@ def _write_table(rows: list[dict], path: Path, encoding: str) -> None:
 
     table = pa.Table.from_pylist(rows, schema=_arrow_schema())
     compression = {n: ("none" if n == "image" and encoding != "bmp" else "zstd") for n in table.column_names}
-    pq.write_table(table, path, row_group_size=100, compression=compression)
+    # no dictionary (hashing every image only to find no repeats) nor min/max statistics on the bytes
+    small = [n for n in table.column_names if n != "image"] + ["image.path"]
+    pq.write_table(
+        table, path, row_group_size=100, compression=compression, use_dictionary=small, write_statistics=small
+    )
 
 
 def _main_thread_imports(labels: str) -> None:
