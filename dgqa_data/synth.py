@@ -365,9 +365,14 @@ class _Background:
 
 
 def _warm_imports() -> None:
-    """Import what writing a shard and the card need (datasets, pyarrow, the card templates: about a
-    second), in the background thread while the first images are distorted. The main thread has
-    imported everything it needs by then, so no module is imported by two threads at once."""
+    """Import, in the background thread while the first images are distorted, what the distortions'
+    tone curves (scipy.interpolate), the writing of a shard and the card need (datasets, pyarrow,
+    the card templates): a second or more of start-up. The main thread has imported everything
+    else it needs before (:func:`_main_thread_imports`); a first tone curve reached before scipy is
+    in waits for it, holding no import lock of its own, so no two threads can deadlock importing."""
+    import importlib
+
+    importlib.import_module("scipy.interpolate")  # first: the only one the distorting thread may wait for
     import pyarrow.parquet  # noqa: F401
 
     import dgqa_data.cards  # noqa: F401  (datasets, hub_folder, the corpora)
@@ -397,7 +402,8 @@ def _write_table(rows: list[dict], path: Path, encoding: str) -> None:
 
 def _main_thread_imports(labels: str) -> None:
     """What the distorting thread imports, imported before a :class:`_Background` starts importing
-    (a module imported by two threads at once can deadlock on a circular import)."""
+    (two threads importing modules that import each other can deadlock); scipy.interpolate is the
+    background thread's (see :func:`_warm_imports`)."""
     import dgqa_data.distortions  # noqa: F401
     import dgqa_data.images  # noqa: F401
 
@@ -405,6 +411,8 @@ def _main_thread_imports(labels: str) -> None:
         import dgqa_data.severity  # noqa: F401
     elif labels == "ms-ssim":
         import dgqa_data.camera  # noqa: F401
+        import dgqa_data.msssim  # noqa: F401
+        import dgqa_data.severity  # noqa: F401
     Image.init()  # every Pillow plugin (the distortions save JPEG and JPEG 2000)
 
 
