@@ -22,8 +22,9 @@ Usage::
 
     python benchmarks/synth_throughput.py [--refs 8] [--repeat 3] [--image-format png] [--json]
 
-``--repo DIR`` runs the command from another checkout (e.g. an older commit exported with
-``git archive``) to compare before and after in one run.
+``--repo DIR`` runs the command from another checkout; ``--compare DIR`` runs a second checkout's
+command in the same rounds (e.g. an older commit exported with ``git archive``: before and after in
+one run).
 """
 
 from __future__ import annotations
@@ -248,16 +249,31 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=3, help="rounds of loop + command; medians reported")
     ap.add_argument("--image-format", default="default", help="--image-format of the command (default: its default)")
     ap.add_argument("--repo", type=Path, default=REPO, help="checkout the command runs from")
+    ap.add_argument(
+        "--compare", type=Path, default=None, help="another checkout whose command runs in the same rounds"
+    )
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     fmt = args.image_format
     with tempfile.TemporaryDirectory(prefix="dgqa-synth-bench-") as tmp:
         folder = make_references(Path(tmp) / "refs", args.refs)
-        rounds = []
+        rounds, compared = [], []
         for r in range(args.repeat):
             n, loop_wall, loop_cpu, loop_thread = reference_loop(folder)
             out = Path(tmp) / f"out{r}"
+            if args.compare is not None:
+                other = command(folder, out, "default", args.compare)
+                shutil.rmtree(out)
+                compared.append(
+                    {"ratio_wall": loop_wall / other[0], "ratio_cpu": loop_cpu / other[1],
+                     "ratio_main_thread": loop_thread / other[2]}  # fmt: skip
+                )
+                print(
+                    f"round {r + 1}: {args.compare}: ratio {compared[-1]['ratio_wall']:.2f} wall, "
+                    f"{compared[-1]['ratio_cpu']:.2f} CPU, {compared[-1]['ratio_main_thread']:.2f} main thread",
+                    flush=True,
+                )
             cmd_wall, cmd_cpu, cmd_thread = command(folder, out, fmt, args.repo)
             files = sorted((out / "data").glob("*.parquet"))
             mb = sum(f.stat().st_size for f in files) / 1e6
@@ -299,6 +315,14 @@ def main(argv: list[str] | None = None) -> dict:
             "thread)"
         )
         result = {"rounds": rounds, "median": med, "image_format": fmt, "repo": str(args.repo)}
+        if compared:
+            result["compared"] = {k: statistics.median(c[k] for c in compared) for k in compared[0]}
+            result["compared_repo"] = str(args.compare)
+            c = result["compared"]
+            print(
+                f"  {args.compare} in the same rounds: ratio {c['ratio_wall']:.2f} wall, {c['ratio_cpu']:.2f} "
+                f"CPU, {c['ratio_main_thread']:.2f} main thread"
+            )
         if not args.no_breakdown:
             bd = breakdown(folder, Path(tmp) / "bd", "png" if fmt == "default" else fmt, args.repo)
             n = bd["images"]
