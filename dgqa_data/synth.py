@@ -322,7 +322,7 @@ class _Background:
     :meth:`submit` or at :meth:`close`.
     """
 
-    def __init__(self, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, max_bytes: int = 128 << 20) -> None:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="dgqa-synth-writer")
         self.pending: deque[tuple[Future, int]] = deque()
         self.queued = 0
@@ -358,10 +358,10 @@ class _Background:
             self.pending.popleft()[0].result()
         self.queued = 0
 
-    def close(self) -> None:
-        """Finish the queued jobs (at most ``max_bytes`` of images and one shard: a finished shard
-        is still written when the caller stops on an error or Ctrl-C), then end the thread."""
-        self.pool.shutdown(wait=True)
+    def close(self, finish: bool = True) -> None:
+        """End the thread after the queued jobs, or (``finish=False``: the caller stops on an error or
+        Ctrl-C) after the running one only: a shard not yet written is left to the resume."""
+        self.pool.shutdown(wait=True, cancel_futures=not finish)
 
 
 def _warm_imports() -> None:
@@ -462,9 +462,12 @@ def _write_shard(
         bg.submit(_finish_shard, final, empty, rows, images, skipped, plan.encoding, work, shard)
         if own:
             bg.wait()
-    finally:
+    except BaseException:
         if own:
-            bg.close()
+            bg.close(finish=False)
+        raise
+    if own:
+        bg.close()
     return len(rows)
 
 
@@ -656,8 +659,10 @@ def synthesize(
                 _write_shard(s, refs, cfg, work, total_shards, background)
                 bar.update(size(s))
             background.wait()
-        finally:
-            background.close()
+        except BaseException:
+            background.close(finish=False)
+            raise
+        background.close()
     else:
         for s in mine:
             writer(s, refs, cfg, work, total_shards)
