@@ -10,6 +10,10 @@ class DgqaError(ValueError):
     """A bad path, file, flag, option or dataset; the message names the thing and what is wrong."""
 
 
+class CorpusError(DgqaError):
+    """A problem with an official download: names the file (and row) and what is wrong."""
+
+
 class MissingInputError(DgqaError, FileNotFoundError):
     """An input (file, folder, dataset, split) that does not exist."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from dgqa_data.errors import DgqaError, OutputExistsError
@@ -217,3 +219,30 @@ def run_lock(folder: str | Path, main_process: bool = True, claim: dict | None =
         lock.unlink(missing_ok=True)
         if created and all(p.name == OUTPUT_MARKER for p in folder.iterdir()):
             shutil.rmtree(folder)  # a run that failed before writing anything leaves nothing behind
+
+
+@dataclass
+class Skip:
+    """A row that cannot be built; raised as an error unless ``--skip-bad`` records it."""
+
+    image_id: str
+    where: str
+    reason: str
+
+
+@functools.lru_cache(maxsize=64)
+def _real_dir(root: str) -> str:
+    return os.path.join(os.path.realpath(root), "")
+
+
+def safe_path(root: Path, rel: str, where: str) -> Path | Skip:
+    """``root / rel`` if it stays inside ``root`` (symlinks resolved), else a :class:`Skip` naming the row."""
+    if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
+        return Skip(rel, where, f"path {rel!r} escapes the corpus root")
+    path = root / rel
+    # os.path.realpath on strings: pathlib's resolve() costs ~0.2 ms a row at 700k rows
+    real = os.path.realpath(path)
+    if not real.startswith(_real_dir(str(root))):
+        link = f" (a symlink to {real})" if real != os.path.abspath(path) else ""
+        return Skip(rel, where, f"path {rel!r} escapes the corpus root{link}")
+    return path

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-
-import datasets
+from typing import TYPE_CHECKING
 
 from dgqa_data.errors import DgqaError
+
+if TYPE_CHECKING:  # imported where used: the distortions need this module, not datasets
+    import datasets
 
 #: KADID-10k / KADIS-700k distortion types, id -> snake-case name (ids 1..25; 0 = pristine).
 DISTORTION_NAMES: tuple[str, ...] = (
@@ -70,6 +72,8 @@ COLUMNS = (
 
 def distortion_label() -> datasets.ClassLabel:
     """ClassLabel over the 26 classes; -1 encodes unknown/authentic."""
+    import datasets
+
     return datasets.ClassLabel(names=list(DISTORTION_NAMES))
 
 
@@ -79,6 +83,8 @@ def base_features(index_only: bool = False) -> datasets.Features:
     Args:
         index_only: store the image as a path + sha256 instead of embedded bytes.
     """
+    import datasets
+
     image = datasets.Value("string") if index_only else datasets.Image()
     feats = {
         "image": image,

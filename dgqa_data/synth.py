@@ -18,32 +18,39 @@ import json
 import os
 import pickle
 import shutil
+import struct
 import sys
-from collections import Counter
+import zlib
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 from tqdm.auto import tqdm
 
 from dgqa_data import __version__
-from dgqa_data.cards import build_card, card_metadata
-from dgqa_data.corpora.base import CorpusError, Skip, safe_path
 from dgqa_data.csv_cells import escape
-from dgqa_data.errors import DgqaError, OutputExistsError, at_least
-from dgqa_data.paths import check_output, claim_lock
-from dgqa_data.schema import base_features, domain_of
+from dgqa_data.errors import CorpusError, DgqaError, OutputExistsError, at_least
+from dgqa_data.paths import Skip, check_output, claim_lock, safe_path
+from dgqa_data.schema import domain_of
+
+if TYPE_CHECKING:
+    import datasets
+
+# Start-up: the modules above are all the main process needs before it distorts its first image;
+# datasets, pyarrow and the card templates (a second or more to import) are imported by the
+# background thread while the first images are distorted (:func:`_warm_imports`).
 
 PLANS = ("kadis", "full", "random")
 LABELS = ("none", "severity", "ms-ssim")
-ENCODINGS = ("png", "bmp")
+IMAGE_FORMATS = ("png", "webp", "bmp")
+ENCODINGS = IMAGE_FORMATS  # the former name
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 KADIS_CSV = "kadis700k_ref_imgs.csv"
 
@@ -75,6 +82,8 @@ _DATASETS: dict[str, datasets.Dataset] = {}
 
 def _open_dataset(folder: str) -> datasets.Dataset:
     """Pristine rows of a dgqa dataset folder (config ``pristine`` when it has one), images undecoded."""
+    import datasets
+
     if folder not in _DATASETS:
         configs = [c["config_name"] for c in _card_configs(folder)]
         name = "pristine" if "pristine" in configs else None
@@ -199,20 +208,48 @@ def jobs_for(ref_no: int, ref: Reference, plan: SynthPlan) -> list[tuple[int, in
 
 
 def _encode(arr: np.ndarray, encoding: str) -> bytes:
-    if encoding == "png":  # zlib level 1 + RLE: lossless, ~10 ms for 512x384 (level 6 costs ~40 ms)
-        import cv2
+    """One distorted image (H x W x 3, uint8) as the bytes of a ``png``, ``webp`` or ``bmp`` file.
 
-        ok, buf = cv2.imencode(
-            ".png",
-            np.ascontiguousarray(arr[..., ::-1]),
-            [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
-        )
-        if not ok:
-            raise RuntimeError("PNG encoding failed")
-        return buf.tobytes()
+    ``png`` and ``webp`` are lossless and compressed: Pillow, and so ``load_dataset``, decodes them to
+    exactly ``arr``. Both release the GIL while they compress, so the background thread of
+    :class:`_Background` runs them beside the distortions.
+    """
+    if encoding == "png":
+        return _png(arr)
     out = io.BytesIO()
-    Image.fromarray(arr).save(out, format="BMP")
+    if encoding == "webp":
+        if max(arr.shape[:2]) > 16383:
+            size = f"{arr.shape[1]} x {arr.shape[0]}"
+            raise DgqaError(f"WebP holds at most 16383 x 16383 pixels, not {size}; use --image-format png")
+        # lossless; quality 0 and method 0 are the fastest effort (the pixels are the same at any effort)
+        Image.fromarray(arr).save(out, format="WEBP", lossless=True, quality=0, method=0, exact=True)
+    else:
+        Image.fromarray(arr).save(out, format="BMP")
     return out.getvalue()
+
+
+def _png(arr: np.ndarray) -> bytes:
+    """8-bit RGB PNG with one fixed filter (Up: each row minus the row above, one numpy subtraction)
+    and zlib level 1 with the run-length strategy: 1.4 to 1.9x faster than libpng's per-row adaptive
+    filters at the same zlib level (cv2, used before), for files about 8% larger
+    (benchmarks/synth_throughput.py). Lossless like any PNG."""
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 image, got {arr.dtype} {arr.shape}")
+    h, w, _ = arr.shape
+    rows = np.ascontiguousarray(arr).reshape(h, w * 3)
+    raw = np.empty((h, w * 3 + 1), np.uint8)
+    raw[:, 0] = 2  # filter type Up (row 0 is predicted from zeros: itself)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])  # modulo 256, as PNG defines it
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    idat = deflate.compress(raw) + deflate.flush()
+    header = _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))  # 8-bit RGB
+    return b"".join([b"\x89PNG\r\n\x1a\n", header, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")])
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return b"".join([struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)])
 
 
 def _stem(ref_id: str) -> str:
@@ -223,6 +260,10 @@ def _stem(ref_id: str) -> str:
 
 def synth_features() -> datasets.Features:
     """Unified schema + the seed and the random draws of every image."""
+    import datasets
+
+    from dgqa_data.schema import base_features
+
     feats = base_features()
     feats["seed"] = datasets.Value("int64")
     feats["draws"] = datasets.Value("string")
@@ -271,45 +312,187 @@ def _label(labels: str, tid: int, level: int, img: np.ndarray, pristine: np.ndar
     return None
 
 
-def _write_shard(shard: int, refs: Sequence[Reference], plan: SynthPlan, work: Path, num_shards: int) -> int:
-    """Generate one shard into ``work`` (atomically); returns the rows written."""
+class _Background:
+    """One thread beside the distortions that encodes images and writes finished shards, in order.
+
+    zlib, libwebp and the parquet writer release the GIL, so on a second core the encoding and the
+    writing cost no time on the first, which distorts; one thread (and the order it keeps) makes
+    every shard's bytes the same as writing it inline. Its first job imports what the writing needs
+    (:func:`_warm_imports`), again beside the distortions. At most ``max_bytes`` of images wait: a
+    distortion that outruns the encoder waits for it. A failure is raised in the caller, at the next
+    :meth:`submit` or at :meth:`close`.
+    """
+
+    def __init__(self, max_bytes: int = 128 << 20) -> None:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dgqa-synth-writer")
+        self.pending: deque[tuple[Future, int]] = deque()
+        self.queued = 0
+        self.max_bytes = max_bytes
+        self.error: BaseException | None = None
+        self.submit(_warm_imports)
+
+    def _run(self, fn: Callable, *args):
+        """In the thread: after a failure nothing more runs (no shard after a failed one is written)."""
+        if self.error is not None:
+            raise self.error
+        try:
+            return fn(*args)
+        except BaseException as err:
+            self.error = err
+            raise
+
+    def submit(self, fn: Callable, *args, nbytes: int = 0) -> Future:
+        if self.error is not None:
+            raise self.error
+        fut = self.pool.submit(self._run, fn, *args)
+        self.pending.append((fut, nbytes))
+        self.queued += nbytes
+        while self.pending and (self.pending[0][0].done() or self.queued > self.max_bytes):
+            done, size = self.pending.popleft()
+            self.queued -= size
+            done.result()  # waits, and raises what failed there
+        return fut
+
+    def wait(self) -> None:
+        """Every job submitted so far has finished (its failure raised here)."""
+        while self.pending:
+            self.pending.popleft()[0].result()
+        self.queued = 0
+
+    def close(self, finish: bool = True) -> None:
+        """End the thread after the queued jobs, or (``finish=False``: the caller stops on an error or
+        Ctrl-C) after the running one only: a shard not yet written is left to the resume."""
+        self.pool.shutdown(wait=True, cancel_futures=not finish)
+
+
+def _warm_imports() -> None:
+    """Import, in the background thread while the first images are distorted, what the distortions'
+    tone curves (scipy.interpolate), the writing of a shard and the card need (datasets, pyarrow,
+    the card templates): a second or more of start-up. The main thread has imported everything
+    else it needs before (:func:`_main_thread_imports`); a first tone curve reached before scipy is
+    in waits for it, holding no import lock of its own, so no two threads can deadlock importing."""
+    import importlib
+
+    importlib.import_module("scipy.interpolate")  # first: the only one the distorting thread may wait for
+    import pyarrow.parquet  # noqa: F401
+
+    import dgqa_data.cards  # noqa: F401  (datasets, hub_folder, the corpora)
+
+    _arrow_schema()
+
+
+@lru_cache(maxsize=1)
+def _arrow_schema():
+    return synth_features().arrow_schema
+
+
+def _write_table(rows: list[dict], path: Path, encoding: str) -> None:
+    """One shard's rows as parquet at ``path`` (the images of ``png`` and ``webp`` are compressed
+    already, so their column is stored as is; everything else, ``bmp`` images too, with zstd)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=_arrow_schema())
+    compression = {n: ("none" if n == "image" and encoding != "bmp" else "zstd") for n in table.column_names}
+    # no dictionary (hashing every image only to find no repeats) nor min/max statistics on the bytes
+    small = [n for n in table.column_names if n != "image"] + ["image.path"]
+    pq.write_table(
+        table, path, row_group_size=100, compression=compression, use_dictionary=small, write_statistics=small
+    )
+
+
+def _main_thread_imports(labels: str) -> None:
+    """What the distorting thread imports, imported before a :class:`_Background` starts importing
+    (two threads importing modules that import each other can deadlock); scipy.interpolate is the
+    background thread's (see :func:`_warm_imports`)."""
+    import dgqa_data.distortions  # noqa: F401
+    import dgqa_data.images  # noqa: F401
+
+    if labels == "severity":
+        import dgqa_data.severity  # noqa: F401
+    elif labels == "ms-ssim":
+        import dgqa_data.camera  # noqa: F401
+        import dgqa_data.msssim  # noqa: F401
+        import dgqa_data.severity  # noqa: F401
+    Image.init()  # every Pillow plugin (the distortions save JPEG and JPEG 2000)
+
+
+def _write_shard(
+    shard: int,
+    refs: Sequence[Reference],
+    plan: SynthPlan,
+    work: Path,
+    num_shards: int,
+    background: _Background | None = None,
+) -> int:
+    """Generate one shard into ``work`` (atomically); returns the rows generated.
+
+    The images are encoded and the shard is written by ``background`` while the caller goes on to
+    the next shard (call its ``wait()`` before counting the shard as done); without one, a thread
+    of its own does it and the shard is on disk when this returns.
+    """
     final = work / "data" / f"train-{shard:05d}-of-{num_shards:05d}.parquet"
     empty = _empty_marker(work, shard)
     if final.exists() or empty.exists():
         return 0
-    features = synth_features()
-    rows, skipped = [], []
-    for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan, skipped):
-        mos = _label(plan.labels, tid, level, img, pristine)
-        rows.append(
-            {
-                "image": {"bytes": _encode(img, plan.encoding), "path": name},
-                "image_id": name,
-                "reference_id": ref.ref_id,
-                "mos": mos,
-                "mos_std": None,
-                "quality": None if mos is None else (mos - 1) / 4,
-                "distortion_type": tid,
-                "distortion_level": level,
-                "domain": domain_of(tid),
-                "corpus": plan.corpus,
-                "seed": seed,
-                "draws": json.dumps(draws, sort_keys=True),
-            }
-        )
+    own = background is None
+    if own:
+        _main_thread_imports(plan.labels)
+    bg = _Background() if own else background
+    try:
+        rows, images, skipped = [], [], []
+        for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan, skipped):
+            mos = _label(plan.labels, tid, level, img, pristine)
+            images.append(bg.submit(_encode, img, plan.encoding, nbytes=img.nbytes))
+            rows.append(
+                {
+                    "image": {"bytes": None, "path": name},
+                    "image_id": name,
+                    "reference_id": ref.ref_id,
+                    "mos": mos,
+                    "mos_std": None,
+                    "quality": None if mos is None else (mos - 1) / 4,
+                    "distortion_type": tid,
+                    "distortion_level": level,
+                    "domain": domain_of(tid),
+                    "corpus": plan.corpus,
+                    "seed": seed,
+                    "draws": json.dumps(draws, sort_keys=True),
+                }
+            )
+        bg.submit(_finish_shard, final, empty, rows, images, skipped, plan.encoding, work, shard)
+        if own:
+            bg.wait()
+    except BaseException:
+        if own:
+            bg.close(finish=False)
+        raise
+    if own:
+        bg.close()
+    return len(rows)
+
+
+def _finish_shard(
+    final: Path,
+    empty: Path,
+    rows: list[dict],
+    images: list[Future],
+    skipped: list[dict[str, str]],
+    encoding: str,
+    work: Path,
+    shard: int,
+) -> None:
+    """Write a generated shard atomically (in the background thread, after its images' encoding)."""
     if not rows:  # every reference of the shard was skipped: no empty parquet (datasets cannot read one)
         _record_skipped(work, shard, skipped)
         empty.write_text("")
-        return 0
-    table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
+        return
+    for row, image in zip(rows, images, strict=True):
+        row["image"]["bytes"] = image.result()
     tmp = final.with_suffix(f".tmp-{os.getpid()}")
-    compression = {
-        n: ("none" if n == "image" and plan.encoding == "png" else "zstd") for n in table.column_names
-    }
-    pq.write_table(table, tmp, row_group_size=100, compression=compression)
+    _write_table(rows, tmp, encoding)
     _record_skipped(work, shard, skipped)  # before the shard counts as done
     tmp.rename(final)
-    return len(rows)
 
 
 def _empty_marker(work: Path, shard: int) -> Path:
@@ -381,7 +564,9 @@ def synthesize(
         include_pristine: add each reference as class 0.
         seed: base seed; each image uses ``seed_for(reference, type, level, seed)``.
         fmt: ``dataset`` (parquet shards + card) or ``kadis-files`` (``dist_imgs/*.bmp``).
-        encoding: ``png`` (lossless, fast zlib level) or ``bmp`` inside the parquet shards.
+        encoding: the image format inside the parquet shards (``--image-format``): ``png`` (lossless,
+            zlib level 1), ``webp`` (lossless WebP: smaller, faster to encode and decode) or ``bmp``
+            (uncompressed). Pillow, and so ``load_dataset``, decodes each to the distorted pixels exactly.
         refs_per_shard: references per shard (the unit of resume and distribution); default: from the
             number of references only (:func:`auto_refs_per_shard`), so every process has work.
         num_proc: local worker processes.
@@ -405,8 +590,8 @@ def synthesize(
         raise DgqaError(f"unknown format {fmt!r}; choose dataset or kadis-files")
     if labels not in LABELS:
         raise DgqaError(f"unknown labels {labels!r}; choose one of {', '.join(LABELS)}")
-    if encoding not in ENCODINGS:
-        raise DgqaError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+    if encoding not in IMAGE_FORMATS:
+        raise DgqaError(f"unknown image format {encoding!r}; choose one of {', '.join(IMAGE_FORMATS)}")
     bad_types = [t for t in (types or []) if not 1 <= int(t) <= 25]
     bad_levels = [lv for lv in (levels or []) if not 1 <= int(lv) <= 5]
     if bad_types or bad_levels:
@@ -467,6 +652,18 @@ def synthesize(
         ) as pool:
             for s, _ in zip(mine, pool.map(_worker_shard, mine)):
                 bar.update(size(s))
+    elif fmt == "dataset":  # the next shard is distorted while the previous one is encoded and written
+        _main_thread_imports(cfg.labels)
+        background = _Background()
+        try:
+            for s in mine:
+                _write_shard(s, refs, cfg, work, total_shards, background)
+                bar.update(size(s))
+            background.wait()
+        except BaseException:
+            background.close(finish=False)
+            raise
+        background.close()
     else:
         for s in mine:
             writer(s, refs, cfg, work, total_shards)
@@ -593,6 +790,7 @@ def synth_card(cfg: SynthPlan, counts: Counter, num_refs: int, work: Path, skipp
     fingerprint of the data files (:func:`dgqa_data.hub_folder.stamp_fingerprints`), so a rerun or
     a second output of the same name never loads old cached rows.
     """
+    from dgqa_data.cards import build_card, card_metadata
     from dgqa_data.distortions import DISTORTIONS
     from dgqa_data.hub_folder import dataset_info_yaml, stamp_fingerprints
 
@@ -653,7 +851,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pristine", action="store_true", help="do not include the references as class 0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=["dataset", "kadis-files"], default="dataset")
-    p.add_argument("--encoding", choices=["png", "bmp"], default="png", help="image encoding inside parquet")
+    p.add_argument(
+        "--image-format",
+        "--encoding",  # the former spelling, kept
+        dest="encoding",
+        choices=IMAGE_FORMATS,
+        default="png",
+        help="image file format inside the parquet shards: png (lossless, the default), webp (lossless, "
+        "smaller and faster to encode and decode) or bmp (uncompressed); --encoding is the former spelling",
+    )
     p.add_argument(
         "--refs-per-shard",
         type=at_least(1),

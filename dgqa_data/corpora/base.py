@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import functools
 import io
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +11,10 @@ from typing import Any
 
 import datasets
 
-from dgqa_data.errors import DgqaError
+# CorpusError, Skip and safe_path live in modules that synth imports without datasets; re-exported here
+from dgqa_data.errors import CorpusError, DgqaError  # noqa: F401
+from dgqa_data.paths import Skip, safe_path  # noqa: F401
 from dgqa_data.schema import to_quality
-
-
-class CorpusError(DgqaError):
-    """A problem with an official download: names the file (and row) and what is wrong."""
 
 
 @dataclass
@@ -29,15 +25,6 @@ class Item:
     path: Path
     split: str = "train"
     config: str = "default"
-
-
-@dataclass
-class Skip:
-    """A row that cannot be built; raised as an error unless ``--skip-bad`` records it."""
-
-    image_id: str
-    where: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -180,24 +167,6 @@ def find_corpus(name: str) -> Corpus | None:
 def list_corpora() -> list[str]:
     """Registered corpus names (aliases excluded)."""
     return sorted({c.name for c in _REGISTRY.values()})
-
-
-@functools.lru_cache(maxsize=64)
-def _real_dir(root: str) -> str:
-    return os.path.join(os.path.realpath(root), "")
-
-
-def safe_path(root: Path, rel: str, where: str) -> Path | Skip:
-    """``root / rel`` if it stays inside ``root`` (symlinks resolved), else a :class:`Skip` naming the row."""
-    if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
-        return Skip(rel, where, f"path {rel!r} escapes the corpus root")
-    path = root / rel
-    # os.path.realpath on strings: pathlib's resolve() costs ~0.2 ms a row at 700k rows
-    real = os.path.realpath(path)
-    if not real.startswith(_real_dir(str(root))):
-        link = f" (a symlink to {real})" if real != os.path.abspath(path) else ""
-        return Skip(rel, where, f"path {rel!r} escapes the corpus root{link}")
-    return path
 
 
 def blank_cell(value: Any) -> bool:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 F32 = np.float32
 
@@ -125,6 +124,10 @@ def curves_scalar(x: np.ndarray, c: float) -> np.ndarray:
 
 def curves_pair(x: np.ndarray, c1: float, c2: float) -> np.ndarray:
     """``curves(x, [c1 c2])``: not-a-knot cubic through x=[0,.3,.5,.7,1], y=[0,c1,.5,c2,1], clipped."""
+    # imported here: scipy.interpolate is a third of a second of start-up, which synth imports
+    # beside the first distortions (dgqa_data.synth._warm_imports)
+    from scipy.interpolate import CubicSpline
+
     spline = CubicSpline([0.0, 0.3, 0.5, 0.7, 1.0], [0.0, c1, 0.5, c2, 1.0], bc_type="not-a-knot")
     return np.clip(spline(x), 0.0, 1.0)
 

@@ -210,3 +210,106 @@ def test_default_shards_give_every_process_work(refs, tmp_path):
     out = synthesize(refs, tmp_path / "a", types=[1], levels=[1], progress=False)
     assert len(list((out / "data").glob("train-*.parquet"))) == 4  # 4 references, one shard each
     assert "refs_per_shard: 1" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flag", "fmt", "magic"),
+    [("--image-format", "png", b"\x89PNG"), ("--image-format", "webp", b"RIFF"), ("--encoding", "bmp", b"BM")],
+)
+def test_image_formats_decode_to_the_distorted_pixels(refs, tmp_path, flag, fmt, magic):
+    """Every format (and the former --encoding spelling) decodes with Pillow to exactly the array the
+    distortion made: lossless; names carry the format's extension."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dgqa_data.distortions import distort_with_draws
+    from dgqa_data.images import open_rgb
+
+    out = tmp_path / fmt
+    argv = ["synth", "--source", str(refs), "--out", str(out), "--types", "1,9,16,19,23", "--levels", "1,5"]
+    assert cli([*argv, flag, fmt]) == 0
+    ds = load(out).cast_column("image", datasets.Image(decode=False))
+    assert len(ds) == 4 * (1 + 5 * 2)
+    pristine = {p.name: np.asarray(open_rgb(p)) for p in refs.iterdir()}
+    for row in ds:
+        data = row["image"]["bytes"]
+        assert data.startswith(magic) and row["image_id"].endswith(f".{fmt}")
+        ref = pristine[row["reference_id"]]
+        tid, level = row["distortion_type"], row["distortion_level"]
+        want = ref if tid == 0 else distort_with_draws(ref, tid, level, row["seed"])[0]
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), want)
+    assert f"encoding: {fmt}" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 1), (33, 47), (64, 48)])
+def test_the_encoders_are_lossless_at_any_size(fmt, shape):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dgqa_data.synth import _encode
+
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    for arr in (rng.integers(0, 256, (*shape, 3), dtype=np.uint8), np.full((*shape, 3), 255, np.uint8)):
+        data = _encode(arr, fmt)
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == fmt.upper() and img.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(img), arr)
+        assert _encode(arr, fmt) == data  # deterministic
+
+
+def test_webp_shards_are_byte_identical_however_split(refs, tmp_path):
+    kw = {"types": [2, 13], "levels": [3], "refs_per_shard": 1, "encoding": "webp", "progress": False}
+    one = synthesize(refs, tmp_path / "one", **kw)
+    for i in range(2):
+        synthesize(refs, tmp_path / "split", num_shards=2, shard_index=i, **kw)
+    files = sorted(p.name for p in (one / "data").iterdir())
+    assert len(files) == 4
+    for name in files:
+        assert (one / "data" / name).read_bytes() == (tmp_path / "split" / "data" / name).read_bytes()
+
+
+def test_a_failure_in_the_background_writer_stops_the_run_and_resume_finishes_it(refs, tmp_path, monkeypatch):
+    """An encoding error raised in the writer thread reaches the caller; the shards finished before it
+    are on disk, and a rerun writes the same bytes as an uninterrupted run."""
+    from dgqa_data import synth
+
+    kw = {"types": [4], "levels": [2], "refs_per_shard": 1, "progress": False}
+    real = synth._encode
+    calls = []
+
+    def failing(arr, encoding):
+        calls.append(1)
+        if len(calls) == 5:  # the 1st image of the 3rd shard (pristine + one image a reference)
+            raise RuntimeError("disk on fire")
+        return real(arr, encoding)
+
+    monkeypatch.setattr(synth, "_encode", failing)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        synthesize(refs, tmp_path / "r", **kw)
+    done = sorted(p.name for p in (tmp_path / ".r.partial" / "data").glob("*.parquet"))
+    assert done == ["train-00000-of-00004.parquet", "train-00001-of-00004.parquet"]
+    monkeypatch.setattr(synth, "_encode", real)
+    out = synthesize(refs, tmp_path / "r", **kw)
+    clean = synthesize(refs, tmp_path / "clean", **kw)
+    for f in sorted((clean / "data").iterdir()):
+        assert (out / "data" / f.name).read_bytes() == f.read_bytes()
+
+
+def test_the_distorting_thread_needs_no_datasets():
+    """synth's start-up: the modules the distortion loop needs do not import datasets or pyarrow (the
+    background writer imports them while the first images are distorted)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import dgqa_data.synth as s; s._main_thread_imports('severity'); "
+        "print(sorted(m for m in ('datasets', 'pyarrow', 'pandas', 'dgqa_data.corpora') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert got.stdout.strip() == "[]"
