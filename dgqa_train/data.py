@@ -263,7 +263,7 @@ class CentreCrops(torch.utils.data.Dataset):
         index = key[1] if isinstance(key, tuple) else key
         img = decode_rgb(self.crops.ds[index]["image"])
         return {
-            "pixel_values": torch.from_numpy(center_crop(img, self.crops.crop_size)).permute(2, 0, 1),
+            "pixel_values": torch.from_numpy(center_crop(img, self.crops.crop_size).copy()).permute(2, 0, 1),
             "labels": torch.tensor(self.crops.labels[index], dtype=torch.float32),
             "index": torch.tensor(index, dtype=torch.long),
         }
