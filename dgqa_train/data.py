@@ -383,11 +383,10 @@ def make_loader(
             "which BatchNorm cannot train on: it is dropped each epoch (a different image each time)",
             file=sys.stderr,
         )
-    sampler = EpochSampler(len(dataset), seed, train, lone_batch=batch_size if row_subsets else 0)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=None if streaming else sampler,
+        sampler=None if streaming else EpochSampler(len(dataset), seed, train, batch_size if row_subsets else 0),
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0 and not streaming,
