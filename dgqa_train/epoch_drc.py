@@ -124,18 +124,28 @@ class EpochDrc:
         return result.kept, {"epoch": epoch, "dropped": dropped.tolist(), "record": {"drc": record}}
 
     def restore(self, epoch: int, saved: dict[str, Any]) -> np.ndarray:
-        """The kept rows of a checkpoint's unfinished ``epoch`` (checked against their digest)."""
-        record = saved.get("record", {}).get("drc", {})
-        if saved.get("epoch") != epoch or record.get("rows") != len(self.labels):
+        """The kept rows of a checkpoint's unfinished ``epoch`` (checked against their digest).
+
+        Raises:
+            DgqaError: the saved rows are for another epoch or set, malformed, or altered.
+        """
+        n = len(self.labels)
+        record = saved.get("record", {}).get("drc", {}) if isinstance(saved.get("record"), dict) else {}
+        if saved.get("epoch") != epoch or record.get("rows") != n:
             raise DgqaError(
-                f"the checkpoint's per-epoch DRC rows are for epoch {saved.get('epoch', -1) + 1} of "
-                f"{record.get('rows')} rows, not epoch {epoch + 1} of {len(self.labels)}"
+                f"the checkpoint's per-epoch DRC rows (epoch_rows) are for epoch {saved.get('epoch')!r} (from 0) "
+                f"of {record.get('rows')!r} rows, not epoch {epoch} of {n}"
             )
-        mask = np.ones(len(self.labels), dtype=bool)
-        mask[np.asarray(saved.get("dropped", []), dtype=np.int64)] = False
+        dropped = saved.get("dropped")
+        ok = isinstance(dropped, list) and all(isinstance(i, int) and 0 <= i < n for i in dropped)
+        mask = np.ones(n, dtype=bool)
+        if ok:
+            mask[np.asarray(dropped, dtype=np.int64)] = False
         kept = np.flatnonzero(mask)
-        if kept_digest(kept) != record.get("kept_sha256"):
-            raise DgqaError("the checkpoint's per-epoch DRC rows do not match their recorded digest")
+        if not ok or kept_digest(kept) != record.get("kept_sha256"):
+            raise DgqaError(
+                "the checkpoint's per-epoch DRC rows (epoch_rows) do not match their recorded digest"
+            )
         return kept
 
     def check_same(self, kept: np.ndarray) -> None:

@@ -4,6 +4,7 @@ rows are recorded, reproducible under a seed, the same on 1 and 2 processes, and
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,22 @@ def test_bad_drc_settings_and_data_are_refused(planted, tmp_path):
     with pytest.raises(DgqaError, match="constant labels"):
         run(str(flat), tmp_path / "flat_run", "--epochs", "1", *DRC)
     assert not (tmp_path / "flat_run" / "results.json").exists()
+
+
+def test_saved_rows_are_checked_before_a_resume_uses_them():
+    drc_rows = EpochDrc.__new__(EpochDrc)  # restore() reads only the labels
+    drc_rows.labels = np.linspace(0, 1, 6)
+    kept = np.array([0, 2, 3, 5])
+    saved = {"epoch": 1, "dropped": [1, 4], "record": {"drc": {"rows": 6, "kept_sha256": kept_digest(kept)}}}
+    assert drc_rows.restore(1, saved).tolist() == kept.tolist()
+    for bad, message in (
+        (saved | {"epoch": 2}, "are for epoch 2 (from 0) of 6 rows, not epoch 1 of 6"),
+        (saved | {"dropped": [1]}, "do not match their recorded digest"),
+        (saved | {"dropped": [1, 9]}, "do not match their recorded digest"),
+        (saved | {"dropped": "1, 4"}, "do not match their recorded digest"),
+    ):
+        with pytest.raises(DgqaError, match=re.escape(message)):
+            drc_rows.restore(1, bad)
 
 
 @pytest.mark.slow
