@@ -168,7 +168,7 @@ def fit(
 
     Each record of ``state.history``: ``epoch``, ``step``, ``train_loss`` (mean over the epoch's
     images, all processes), ``train_images``, ``train_time_s``, ``images_per_s``, ``partial_epoch``,
-    then the evaluation's keys.
+    the ``pick_rows`` record (``drc``), then the evaluation's keys.
     """
     device = accelerator.device
     # Sums of the unfinished epoch already reduced over processes (a mid-epoch resume) live on process 0.

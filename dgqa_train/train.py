@@ -156,8 +156,8 @@ class TrainConfig(LoopConfig):
 
             check_repo_id(self.push_to_hub, "--push_to_hub")  # before hours of training, not after
 
-
     def _check_drc(self) -> None:
+        """Refuse per-epoch DRC settings that :func:`dgqa_data.curate.drc` would refuse after epoch 1's pass."""
         check_ranges(self, drc_sim=(-1, 1), drc_label_gap=(0, None), drc_max_cluster=(1, None), drc_keep=(0, 1))
         if self.drc_sim == 1 or self.drc_label_gap == 0 or self.drc_keep == 0:
             raise DgqaError("--drc_sim must be < 1, and --drc_label_gap and --drc_keep > 0")
@@ -271,8 +271,9 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
                 raise DgqaError(
                     f"{config.train_dataset}: no training images (domains filter {config.domains})"
                 )
-        row_subsets = config.drc_per_epoch and not config.streaming
-        train_dl = make_loader(data, config.batch_size, config.seed, True, config.num_workers, row_subsets)
+        train_dl = make_loader(
+            data, config.batch_size, config.seed, True, config.num_workers, row_subsets=config.drc_per_epoch
+        )
 
     optimizer = build_optimizer(model, config)
     model, optimizer = accelerator.prepare(model, optimizer)
