@@ -188,7 +188,7 @@ def drc(
     label_gap: float = 1.0,
     max_cluster: int = 20,
     keep: float = 0.5,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     block: int = BLOCK,
     where: str = "training set",
 ) -> DrcResult:
@@ -203,7 +203,7 @@ def drc(
         max_cluster: clusters up to this size are kept whole.
         keep: larger clusters keep ``max(max_cluster, floor(L * keep))`` rows.
         seed: seeds the samples (``numpy.random.default_rng(seed)``, clusters drawn in the order of
-            their first member).
+            their first member); a sequence such as ``[seed, epoch]`` works too (per-epoch DRC).
         block: rows per block of the similarity products.
         where: names the set in error messages.
     """

@@ -43,6 +43,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
     settings: dict[str, Any] | None = None  # what decides the trained weights (None: not recorded)
     files: dict[str, dict[str, Any]] | None = None  # name -> {"size", "sha256"} of the checkpoint's files
+    epoch_rows: dict[str, Any] | None = None  # the rows the unfinished epoch draws (per-epoch DRC); None: all
 
     @classmethod
     def load(cls, checkpoint: Path) -> TrainState:
@@ -76,7 +77,7 @@ def _file_record(v: Any) -> bool:
             and isinstance(v.get("sha256"), str) and len(v["sha256"]) == 64)  # fmt: skip
 
 
-_OPTIONAL = ("loss_sum", "loss_count", "settings", "files")  # absent in markers of older dgqa versions
+_OPTIONAL = ("loss_sum", "loss_count", "settings", "files", "epoch_rows")  # absent in markers of older dgqa versions
 _STATE_CHECKS = (
     ("epoch", _count, "a whole number >= 0"),
     ("global_step", _count, "a whole number >= 0"),
@@ -89,6 +90,7 @@ _STATE_CHECKS = (
     ("settings", lambda v: v is None or isinstance(v, dict), "an object"),
     ("files", lambda v: v is None or (isinstance(v, dict) and all(map(_file_record, v.values()))),
      "an object of {size, sha256} records"),
+    ("epoch_rows", lambda v: v is None or isinstance(v, dict), "an object"),
 )  # fmt: skip
 
 

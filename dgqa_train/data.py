@@ -249,6 +249,26 @@ def content_key(img: Image.Image) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+class CentreCrops(torch.utils.data.Dataset):
+    """The centre crop of every row of a :class:`CropDataset` (its labels and indices), keyed like it:
+    the fixed view of the training set that per-epoch DRC computes features on."""
+
+    def __init__(self, crops: CropDataset) -> None:
+        self.crops = crops
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index = key[1] if isinstance(key, tuple) else key
+        img = decode_rgb(self.crops.ds[index]["image"])
+        return {
+            "pixel_values": torch.from_numpy(center_crop(img, self.crops.crop_size).copy()).permute(2, 0, 1),
+            "labels": torch.tensor(self.crops.labels[index], dtype=torch.float32),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
+
+
 class StreamCrops(torch.utils.data.IterableDataset):
     """Streaming counterpart of :class:`CropDataset`: crops seeded by ``(seed, epoch, crc32(image_id))``.
 
@@ -294,24 +314,37 @@ class EpochSampler(Sampler):
         train: shuffle and follow :meth:`set_epoch`; False gives the fixed order and the fixed crops
             of epoch 0 however often it is iterated (test crops must not change between evaluations;
             Accelerate calls ``set_epoch`` on every pass over a prepared loader).
+        lone_batch: the batch size, when the rows drawn change per epoch (:meth:`use_rows`): an epoch
+            whose last batch would hold one image (BatchNorm cannot train on it) leaves out its last
+            row; 0 never does (the loader's ``drop_last`` handles a fixed set).
     """
 
-    def __init__(self, n: int, seed: int, train: bool = True) -> None:
+    def __init__(self, n: int, seed: int, train: bool = True, lone_batch: int = 0) -> None:
         self.n, self.seed, self.train, self.epoch = n, seed, train, 0
+        self.rows: np.ndarray | None = None
+        self.lone_batch = lone_batch
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order (and crops) of ``epoch`` (training samplers only)."""
         if self.train:
             self.epoch = epoch
 
+    def use_rows(self, rows: Sequence[int] | None) -> None:
+        """Draw only ``rows`` (dataset indices) from now on; None draws every row."""
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+
     def __len__(self) -> int:
-        return self.n
+        m = self.n if self.rows is None else len(self.rows)
+        return m - int(self.lone_batch > 1 and m > 1 and m % self.lone_batch == 1)
 
     def __iter__(self):
         if not self.train:
             return ((0, i) for i in range(self.n))
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist()
-        return ((self.epoch, i) for i in order)
+        m = self.n if self.rows is None else len(self.rows)
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(m)
+        if self.rows is not None:
+            order = self.rows[order]
+        return ((self.epoch, i) for i in order[: len(self)].tolist())
 
 
 class KeyedDataset(torch.utils.data.Dataset):
@@ -334,15 +367,17 @@ def make_loader(
     seed: int,
     train: bool,
     num_workers: int,
+    row_subsets: bool = False,
 ) -> DataLoader:
     """The DataLoader of every dgqa run: workers decode and crop, batches stay uint8,
     ``persistent_workers`` when there are workers (map-style data), ``pin_memory`` on CUDA.
-    ``train`` shuffles per epoch; otherwise rows come in order with the same crops every pass."""
+    ``train`` shuffles per epoch; otherwise rows come in order with the same crops every pass.
+    ``row_subsets``: each epoch draws rows chosen by :meth:`EpochSampler.use_rows` (per-epoch DRC)."""
     streaming = isinstance(dataset, torch.utils.data.IterableDataset)
     # A training batch of one image fails in every BatchNorm layer: such a last batch is dropped (it
     # holds another image each epoch, as the order is reshuffled).
     lone = train and not streaming and len(dataset) > 1 and batch_size > 1 and len(dataset) % batch_size == 1
-    if lone and int(os.environ.get("RANK", "0")) == 0:
+    if lone and not row_subsets and int(os.environ.get("RANK", "0")) == 0:
         print(
             f"note: {len(dataset)} training images in batches of {batch_size} leave a last batch of one image, "
             "which BatchNorm cannot train on: it is dropped each epoch (a different image each time)",
@@ -351,11 +386,11 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=None if streaming else EpochSampler(len(dataset), seed, train),
+        sampler=None if streaming else EpochSampler(len(dataset), seed, train, batch_size if row_subsets else 0),
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0 and not streaming,
-        drop_last=lone,
+        drop_last=lone and not row_subsets,
     )
 
 

@@ -35,6 +35,7 @@ def predict_batches(
     mean: torch.Tensor,
     std: torch.Tensor,
     accelerator: Any = None,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model's outputs for every row of a loader, averaged over each row's crops, gathered exactly.
 
@@ -47,9 +48,11 @@ def predict_batches(
         std: ``(3, 1, 1)`` normalisation std.
         accelerator: gathers across processes (duplicates from even-batch padding are dropped) and
             autocasts; None evaluates in this process on ``mean.device``.
+        dtype: of the outputs (float64: exact crop means for the metrics; float32 halves the memory
+            of wide outputs such as features).
 
     Returns:
-        ``(index, output, label)`` sorted by index, identical on every process: output is float64
+        ``(index, output, label)`` sorted by index, identical on every process: output is ``dtype``
         ``(N,)`` for a one-output model (a regressor), ``(N, K)`` otherwise (mean logits).
     """
     was_training = model.training
@@ -75,7 +78,7 @@ def predict_batches(
                     out = model(x)
             else:
                 out = model(x)
-            out = out.double().reshape(full, -1)
+            out = out.to(dtype).reshape(full, -1)
             out = out.reshape(full // (rows // b), rows // b, out.shape[1]).mean(dim=1)[:b]  # mean over crops
             part = {
                 "index": batch["index"].to(mean.device),

@@ -148,6 +148,7 @@ def fit(
     state: TrainState,
     evaluate: Callable[[], dict[str, Any]] | None = None,
     on_epoch: Callable[[TrainState], None] | None = None,
+    pick_rows: Callable[[int, dict[str, Any] | None], dict[str, Any]] | None = None,
 ) -> TrainState:
     """Train the prepared ``model`` from ``state`` to ``config.epochs`` (or ``config.max_steps``).
 
@@ -160,10 +161,14 @@ def fit(
         state: from :func:`restore`; updated in place and returned.
         evaluate: called after every epoch (also a partial one); its dict joins the epoch's record.
         on_epoch: called on every process after each epoch's checkpoint (e.g. to write interim results).
+        pick_rows: called on every process at the start of each epoch as ``pick_rows(epoch, saved)``
+            to choose the rows the epoch draws (per-epoch DRC, :mod:`dgqa_train.epoch_drc`); it returns
+            what a checkpoint must keep to resume the epoch (``saved`` on a mid-epoch resume, else
+            None), whose ``"record"`` joins the epoch's record.
 
     Each record of ``state.history``: ``epoch``, ``step``, ``train_loss`` (mean over the epoch's
     images, all processes), ``train_images``, ``train_time_s``, ``images_per_s``, ``partial_epoch``,
-    then the evaluation's keys.
+    the ``pick_rows`` record (``drc``), then the evaluation's keys.
     """
     device = accelerator.device
     # Sums of the unfinished epoch already reduced over processes (a mid-epoch resume) live on process 0.
@@ -198,6 +203,8 @@ def fit(
     done = config.max_steps is not None and state.global_step >= config.max_steps
     while state.epoch < config.epochs and not done:
         epoch, skip = state.epoch, state.batches_in_epoch
+        if pick_rows is not None:
+            state.epoch_rows = pick_rows(epoch, state.epoch_rows if skip else None)
         tic = time.perf_counter()
         loader.set_epoch(epoch)
         if hasattr(loader.dataset, "set_epoch"):
@@ -252,6 +259,7 @@ def fit(
             "train_time_s": round(seconds, 3),
             "images_per_s": round(images * accelerator.num_processes / max(seconds, 1e-9), 2),
             "partial_epoch": partial,
+            **(state.epoch_rows or {}).get("record", {}),
         }
         if evaluate is not None:
             record.update(evaluate())
@@ -271,6 +279,7 @@ def fit(
             loss_sum.zero_()
             loss_count.zero_()
             state.epoch, state.batches_in_epoch, state.loss_sum, state.loss_count = epoch + 1, 0, 0.0, 0
+            state.epoch_rows = None
             if done or state.epoch >= config.epochs or (
                 config.save_every_epochs and state.epoch % config.save_every_epochs == 0
             ):

@@ -50,6 +50,21 @@ def _table(per_dataset: dict[str, Any], epoch_of: dict[str, Any] | None = None) 
     return rows
 
 
+def _drc_lines(cfg: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+    """The card's line on per-epoch DRC (none when it was off)."""
+    if not cfg.get("drc_per_epoch"):
+        return []
+    kept = [h["drc"]["kept"] for h in history if h.get("drc")]
+    rows = next((h["drc"]["rows"] for h in history if h.get("drc")), None)
+    m = cfg["drc_max_cluster"]
+    return [
+        "- per-epoch DRC (SynDR-IQA redundant-cluster downsampling, re-run every epoch on the current model's "
+        f"features): rows linked at cosine similarity > {cfg['drc_sim']} and [0, 10] label gap < "
+        f"{cfg['drc_label_gap']}; clusters over {m} rows keep max({m}, floor(L x {cfg['drc_keep']})); "
+        f"rows kept per epoch: {', '.join(map(str, kept)) or 'n/a'}" + (f" of {rows}" if rows else "")
+    ]
+
+
 def model_card(results: dict[str, Any]) -> str:
     """The README.md of a trained model folder, from its ``results.json`` content."""
     cfg = results["config"]
@@ -78,6 +93,7 @@ def model_card(results: dict[str, Any]) -> str:
         f"weight decay {cfg['weight_decay']}, batch {cfg['batch_size']} x {results.get('world_size', 1)} process(es)"
         f" x {cfg['gradient_accumulation_steps']} accumulation, {cfg['epochs']} epochs, seed {cfg['seed']}, "
         f"mixed precision {cfg['mixed_precision']}",
+        *_drc_lines(cfg, results.get("history") or []),
         "",
         "## Evaluation (last epoch)",
         "",

@@ -113,6 +113,21 @@ class TrainConfig(LoopConfig):
     crop_size: int = field(default=224, metadata={"help": "square crop side in pixels (train and test)"})
     test_crops: int = field(default=5, metadata={"help": "seeded crops averaged per test image"})
     seed: int = field(default=123, metadata={"help": "seed of init, shuffling and crops"})
+    drc_per_epoch: bool = field(
+        default=False,
+        metadata={
+            "help": "per-epoch DRC (SynDR-IQA): each epoch trains only on the rows that redundant-cluster "
+            "downsampling keeps on the current model's features (one feature pass over the training set per epoch)"
+        },
+    )
+    drc_sim: float = field(default=0.9, metadata={"help": "DRC: link rows whose cosine similarity is > this"})
+    drc_label_gap: float = field(
+        default=1.0, metadata={"help": "DRC: ... and whose labels (normalised to [0, 10]) differ by < this"}
+    )
+    drc_max_cluster: int = field(default=20, metadata={"help": "DRC: clusters up to this size are kept whole"})
+    drc_keep: float = field(
+        default=0.5, metadata={"help": "DRC: a larger cluster of L rows keeps max(drc_max_cluster, floor(L x this))"}
+    )
     output_dir: str = field(
         default="runs/regressor", metadata={"help": "where model, results and checkpoints go"}
     )
@@ -131,6 +146,7 @@ class TrainConfig(LoopConfig):
             self, crop_size=(1, None), test_crops=(1, None), lr_backbone=(0, None), lr_head=(0, None),
             weight_decay=(0, None), eval_batch_size=(1, None),
         )  # fmt: skip
+        self._check_drc()
         if self.epochs > 0 and not self.train_dataset:
             raise DgqaError("--train_dataset is required to train (use --epochs 0 to only evaluate)")
         if self.epochs == 0 and not self.eval_datasets:
@@ -139,6 +155,14 @@ class TrainConfig(LoopConfig):
             from dgqa_data.publish import check_repo_id
 
             check_repo_id(self.push_to_hub, "--push_to_hub")  # before hours of training, not after
+
+    def _check_drc(self) -> None:
+        """Refuse per-epoch DRC settings that :func:`dgqa_data.curate.drc` would refuse after epoch 1's pass."""
+        check_ranges(self, drc_sim=(-1, 1), drc_label_gap=(0, None), drc_max_cluster=(1, None), drc_keep=(0, 1))
+        if self.drc_sim == 1 or self.drc_label_gap == 0 or self.drc_keep == 0:
+            raise DgqaError("--drc_sim must be < 1, and --drc_label_gap and --drc_keep > 0")
+        if self.drc_per_epoch and self.streaming:
+            raise DgqaError("--drc_per_epoch needs the whole training set (it cannot be used with --streaming)")
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -247,13 +271,21 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
                 raise DgqaError(
                     f"{config.train_dataset}: no training images (domains filter {config.domains})"
                 )
-        train_dl = make_loader(data, config.batch_size, config.seed, True, config.num_workers)
+        train_dl = make_loader(
+            data, config.batch_size, config.seed, True, config.num_workers, row_subsets=config.drc_per_epoch
+        )
 
     optimizer = build_optimizer(model, config)
     model, optimizer = accelerator.prepare(model, optimizer)
     if train_dl is not None:
         train_dl = accelerator.prepare(train_dl)
     eval_sets = {k: accelerator.prepare(v) for k, v in eval_sets.items()}
+    pick_rows = None
+    if config.drc_per_epoch and train_dl is not None:
+        from dgqa_train.epoch_drc import EpochDrc, loader_sampler
+
+        sampler = loader_sampler(train_dl)
+        pick_rows = EpochDrc(accelerator, accelerator.unwrap_model(model), data, sampler, config)
     state = restore(accelerator, ckpt)
     init_trackers(accelerator, config, "dgqa-train")
 
@@ -282,7 +314,7 @@ def _train(config: TrainConfig, out: Path) -> dict[str, Any]:
     if config.epochs == 0:
         state.history = [{"epoch": 0, "step": 0, "train_loss": None, **evaluate()}]
     else:
-        fit(accelerator, config, model, optimizer, train_dl, loss, state, evaluate, interim)
+        fit(accelerator, config, model, optimizer, train_dl, loss, state, evaluate, interim, pick_rows)
 
     results = results_dict(config, state, accelerator.num_processes, train_info, True)
     accelerator.wait_for_everyone()
