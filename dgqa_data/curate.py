@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -427,13 +428,21 @@ def ddc(
     return DdcResult(median_nn, max_far, near, far, rule1, dropped, chosen, neighbours, weights)
 
 
-def transfer_labels(result: DdcResult, ref_labels: Any, where: str = "training labels") -> np.ndarray:
+def transfer_labels(
+    result: DdcResult,
+    ref_labels: Any,
+    where: str = "training labels",
+    references: Sequence[str] | None = None,
+    cells: Sequence[Any] | None = None,
+) -> np.ndarray:
     """Labels of the chosen references' distorted versions: ``(chosen, cells)``, each the weighted
     mean of the label neighbours' labels at the same cell (a (type, level)).
 
     Args:
         result: a :func:`ddc` result.
         ref_labels: ``(T, cells)`` labels of every training reference at every (type, level).
+        where: names the labels in error messages.
+        references, cells: names of the matrix rows and columns, for error messages.
 
     Raises:
         CurationError: a label neighbour lacks a label for some cell.
@@ -446,10 +455,167 @@ def transfer_labels(result: DdcResult, ref_labels: Any, where: str = "training l
         sub = labels[near]
         missing = np.argwhere(~np.isfinite(sub))
         if missing.size:
-            r, c = missing[0]
-            raise CurationError(f"{where}: reference row {int(near[r])} has no label for cell {int(c)}")
+            r, c = int(near[missing[0][0]]), int(missing[0][1])
+            ref = references[r] if references is not None else f"row {r}"
+            raise CurationError(f"{where}: reference {ref} has no label for cell {cells[c] if cells else c}")
         out[n] = w @ sub
     return out
+
+
+# -- DDC on a dataset -----------------------------------------------------------------------------
+#: Prefix of the image and reference ids of upsampled rows (never a source id).
+DDC_PREFIX = "ddc/"
+
+
+def pristine_rows(src: SourceFolder) -> dict[str, tuple[str, int]]:
+    """``reference_id -> (config, row)`` of every reference's first pristine row (distortion_type 0):
+    from the ``pristine`` config (where a built FR corpus keeps its references) before ``default``
+    (where a ``dgqa synth`` set keeps them)."""
+    found: dict[str, tuple[str, int]] = {}
+    for config in sorted({c for c, _ in src.parts}, key=lambda c: c != "pristine"):
+        offset = 0
+        for _, files in src.config_parts(config):
+            for f in files:
+                t = pq.read_table(f, columns=["reference_id", "distortion_type"])
+                refs, types = t["reference_id"].to_pylist(), t["distortion_type"].to_pylist()
+                for k, (r, d) in enumerate(zip(refs, types)):
+                    if d == 0 and r is not None:
+                        found.setdefault(r, (config, offset + k))
+                offset += t.num_rows
+    return found
+
+
+def training_references(reference_ids: Sequence[Any], pristine: dict[str, Any], where: str) -> list[str]:
+    """The training references T: the references of the rows (first-appearance order) that have a
+    pristine image.
+
+    Raises:
+        CurationError: fewer than 2 such references.
+    """
+    refs = [r for r in dict.fromkeys(reference_ids) if r is not None and r in pristine]
+    if len(refs) < 2:
+        raise CurationError(
+            f"{where}: {len(refs)} training reference(s) with a pristine image (a distortion_type 0 row of "
+            "the same reference_id, in the default or pristine config); DDC needs at least 2"
+        )
+    return refs
+
+
+def ddc_cells(
+    types: np.ndarray, levels: np.ndarray, labels: np.ndarray, ddc_levels: Sequence[int], where: str
+) -> list[tuple[int, int]]:
+    """The cells the upsampled images take: every distorted type of the rows at every level of
+    ``ddc_levels``.
+
+    Raises:
+        CurationError: a level outside 1..5, no distorted row, or a cell with no labelled row.
+    """
+    bad = [lv for lv in ddc_levels if not 1 <= int(lv) <= 5]
+    if bad or not ddc_levels:
+        raise CurationError(f"--ddc-levels: need levels in 1..5, got {list(ddc_levels)}")
+    distorted = sorted({int(t) for t in types if t >= 1})
+    if not distorted:
+        raise CurationError(f"{where}: no distorted row (distortion_type 1..25) to take labels from")
+    have = {(int(t), int(lv)) for t, lv, y in zip(types, levels, labels) if t >= 1 and y is not None}
+    cells = [(t, int(lv)) for t in distorted for lv in sorted(set(ddc_levels))]
+    missing = [c for c in cells if c not in have]
+    if missing:
+        t, lv = missing[0]
+        raise CurationError(
+            f"{where}: no labelled row of type {t} ({DISTORTION_NAMES[t]}) at level {lv} to transfer labels "
+            f"from ({len(missing)} such cell(s)); choose --ddc-levels among the source's levels"
+        )
+    return cells
+
+
+def ddc_label_table(
+    reference_ids: Sequence[Any],
+    types: np.ndarray,
+    levels: np.ndarray,
+    labels: Sequence[Any],
+    references: Sequence[str],
+    cells: Sequence[tuple[int, int]],
+) -> np.ndarray:
+    """``(references, cells)`` label matrix of the rows (:func:`reference_label_table`), columns in
+    the order of ``cells`` (NaN where a reference has no row of a cell)."""
+    cell_of = [(int(t), int(lv)) for t, lv in zip(types, levels)]
+    table, order = reference_label_table(reference_ids, cell_of, labels, references)
+    col = {c: k for k, c in enumerate(order)}
+    return table[:, [col[c] for c in cells]]
+
+
+def ddc_rows(
+    paths: Sequence[str | Path],
+    ref_ids: Sequence[str],
+    cells: Sequence[tuple[int, int]],
+    quality: np.ndarray,
+    mos: np.ndarray | None,
+    *,
+    seed: int = 0,
+    corpus: str = "ddc",
+) -> Any:
+    """Rows of the chosen references' distorted versions at ``cells`` (the synth machinery: every
+    type x level of the cells, seeded per (reference, type, level)), with the transferred labels.
+
+    Args:
+        paths, ref_ids: the chosen pool images and their ids (relative to the pool).
+        cells: the ``(type, level)`` cells; every type x level of them is made.
+        quality, mos: ``(chosen, cells)`` transferred labels (``mos`` None: left empty).
+        seed: the synth seed.
+        corpus: the ``corpus`` value of the rows.
+
+    Yields:
+        Rows of the unified schema (plus ``seed``, ``draws``), ids prefixed :data:`DDC_PREFIX`,
+        ``label_transferred`` True.
+    """
+    from dgqa_data.synth import Reference, SynthPlan, image_row, synth_images, unique_stems
+
+    refs = unique_stems([Reference(r, path=str(p)) for r, p in zip(ref_ids, paths)])
+    plan = SynthPlan(
+        source="",
+        types=sorted({t for t, _ in cells}),
+        levels=sorted({lv for _, lv in cells}),
+        include_pristine=False,
+        seed=seed,
+        corpus=corpus,
+    )
+    row_of = {r: k for k, r in enumerate(ref_ids)}
+    col = {c: k for k, c in enumerate(cells)}
+    for ref, tid, level, s, draws, name, img, _ in synth_images(refs, plan):
+        i, j = row_of[ref.ref_id], col[(tid, level)]
+        row = image_row(plan, ref, tid, level, s, draws, DDC_PREFIX + name, img, None)
+        row["image"]["path"] = row["image_id"]
+        row["reference_id"] = DDC_PREFIX + ref.ref_id
+        row["quality"] = float(quality[i, j])
+        row["mos"] = None if mos is None else float(mos[i, j])
+        row["label_transferred"] = True
+        yield row
+
+
+def ddc_report(
+    result: DdcResult, candidates: Sequence[str], references: Sequence[str], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON-ready summary of a DDC run: counts, thresholds and the chosen references with their
+    label neighbours and weights."""
+    return {
+        "operation": "ddc",
+        "settings": settings,
+        "training_references": len(references),
+        "candidates": len(candidates),
+        "median_nn_distance": result.median_nn,
+        "max_far_distance": result.max_far,
+        "rule1_passed": int(result.rule1.size),
+        "rule2_dropped": len(result.dropped),
+        "chosen": [
+            {
+                "reference": candidates[c],
+                "nearest_distance": float(result.nearest[c]),
+                "neighbours": [references[k] for k in near],
+                "weights": [float(w) for w in weights],
+            }
+            for c, near, weights in zip(result.chosen.tolist(), result.neighbours, result.weights)
+        ],
+    }
 
 
 # -- writing a curated dataset --------------------------------------------------------------------
@@ -500,12 +666,18 @@ def write_curated(
     namespace: str = "dgqa",
     overwrite: bool = False,
     progress: bool = True,
+    extra_rows: Any = None,
 ) -> CurateReport:
     """Copy the rows ``keep`` (a mask over the source's ``default`` rows) into a Hub-layout folder
     whose card and ``curation.json`` hold ``record`` (operation, settings, report).
 
     Image bytes are copied as stored; rows of corpora whose terms forbid redistribution are written
-    index-only, as :func:`dgqa_data.subsets.write_subset` does.
+    index-only, as :func:`dgqa_data.subsets.write_subset` does. ``extra_rows`` (the upsampled rows of
+    :func:`ddc_rows`) are appended to the first split, and a ``label_transferred`` column tells them
+    from the source's rows.
+
+    Raises:
+        CurationError: ``extra_rows`` for a source that must be written index-only.
     """
     from dgqa_data.subsets import _to_index_only, index_only_features, restricted_corpora
 
@@ -513,32 +685,45 @@ def write_curated(
     types, corpora = src.scan()
     out = Path(out).expanduser()
     check_output(out, {"source dataset": src.folder})
-    restricted = restricted_corpora(corpora)
-    to_index = bool(restricted) and not src.index_only
-    features = index_only_features(src.features) if to_index else src.features
+    to_index = bool(restricted_corpora(corpora)) and not src.index_only
+    if extra_rows is not None and (to_index or src.index_only):
+        raise CurationError(f"{src.folder}: upsampled rows cannot join an index-only dataset (no pixels)")
+    features = index_only_features(src.features) if to_index else datasets.Features(src.features)
+    if extra_rows is not None:
+        features["label_transferred"] = datasets.Value("bool")
     writer = HubFolderWriter(out, features, overwrite=overwrite)
     bar = tqdm(total=int(keep.sum()), desc=f"writing {name}", unit="img", disable=not progress)
+    upsampled: Counter = Counter()
     with writer, bar:
-        offset = 0
+        offset, first = 0, None
         for split, files in src.config_parts():
+            first = first or split
             for f in files:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                     mask = keep[offset : offset + batch.num_rows]
                     offset += batch.num_rows
                     for row in batch.filter(pa.array(mask)).to_pylist():
+                        if extra_rows is not None:
+                            row["label_transferred"] = False
                         writer.add(_to_index_only(row, f) if to_index else row, split)
                     bar.update(int(mask.sum()))
-        counts = dict(sorted(Counter(types[keep].tolist()).items()))
+        for row in extra_rows if extra_rows is not None else ():
+            writer.add({k: row.get(k) for k in features}, first)
+            upsampled[int(row["distortion_type"])] += 1
+        counts = dict(sorted((Counter(types[keep].tolist()) + upsampled).items()))
         record = {
             "name": name,
             "source": src.name,
             "source_rows": len(types),
-            "rows": int(keep.sum()),
+            "rows": int(keep.sum()) + sum(upsampled.values()),
             **record,
         }
+        if extra_rows is not None:
+            record["upsampled_rows"] = sum(upsampled.values())
+            record["upsampled_per_type"] = dict(sorted(upsampled.items()))
         card = curated_card(src, name, record, writer.parts(), dict(writer.counts), counts, namespace)
         writer.finish(card, {"curation.json": write_json(record)})
-    return CurateReport(out, name, int(keep.sum()), counts, src.index_only or to_index)
+    return CurateReport(out, name, record["rows"], counts, src.index_only or to_index)
 
 
 def curated_card(
@@ -574,11 +759,19 @@ def curated_card(
         ]
     if "drc" in record:
         lines += drc_card_lines(record["drc"])
-    lines += ["## Rows per type", "", "| id | type | source rows | kept |", "|---:|---|---:|---:|"]
+    if "ddc" in record:
+        lines += ddc_card_lines(record["ddc"], record.get("upsampled_rows", 0))
+    up = record.get("upsampled_per_type")
+    head = "| id | type | source rows | kept |" + (
+        " upsampled (labels transferred) |" if up is not None else ""
+    )
+    lines += ["## Rows per type", "", head, "|---:|---|---:|---:|" + ("---:|" if up is not None else "")]
     source_counts = record.get("source_rows_per_type", {})
     for t in sorted(set(source_counts) | set(domain_counts)):  # a type whose rows all went: kept 0
         label = DISTORTION_NAMES[t] if t >= 0 else "authentic / unknown"
-        lines.append(f"| {t} | {label} | {source_counts.get(t, '')} | {domain_counts.get(t, 0)} |")
+        kept = domain_counts.get(t, 0) - (up or {}).get(t, 0)
+        extra = f" {(up or {}).get(t, 0)} |" if up is not None else ""
+        lines.append(f"| {t} | {label} | {source_counts.get(t, '')} | {kept} |{extra}")
     lines += ["", "## How to load", "", "```python", "from datasets import load_dataset", ""]
     lines += [f'ds = load_dataset("{namespace}/{name}", split="train")', "```", ""]
     lines += ["The full record (settings, cluster sizes) is in `curation.json`.", "", "## Citation", ""]
@@ -603,6 +796,37 @@ def drc_card_lines(rep: dict[str, Any]) -> list[str]:
         f"- cluster sizes (size: count): {', '.join(f'{k}: {v}' for k, v in rep['cluster_sizes'].items()) or 'none'}",
         "",
     ]
+
+
+def ddc_card_lines(rep: dict[str, Any], rows: int) -> list[str]:
+    """The DDC section of a curated card: the labels are transferred; the chosen references with
+    their label neighbours and weights."""
+    s = rep["settings"]
+    lines = [
+        "## Diverse-content upsampling (DDC)",
+        "",
+        f"**The labels of the {rows} upsampled images are transferred, not rated** (column "
+        "`label_transferred` is true on them): a chosen reference's label at a (type, level) is the "
+        "softmax-over-cosine-similarity weighted mean of the labels, at the same (type, level), of its "
+        f"{s['k']} nearest training references that lie within {s['tol']} (cosine distance) of the nearest one.",
+        "",
+        f"Features: {rep.get('features', 'given')}. Pool `{s['pool']}`: {rep['candidates']} candidates; "
+        f"{rep['training_references']} training references. Rule 1 (nearest-reference distance > "
+        f"{rep['median_nn_distance']:.4f}, the references' median nearest-neighbour distance, and farthest-"
+        f"reference distance < {rep['max_far_distance']:.4f}, their largest farthest-neighbour distance): "
+        f"{rep['rule1_passed']} passed; rule 2 (greedy thinning until no pair is nearer than "
+        f"{rep['median_nn_distance']:.4f}): {rep['rule2_dropped']} dropped; **{len(rep['chosen'])} chosen**.",
+        "",
+        f"Images: `dgqa synth` of each chosen reference, types {s['types']} at levels {s['levels']}, seed "
+        f"{s['seed']} (ids prefixed `{DDC_PREFIX}`).",
+        "",
+        "| chosen reference | nearest-reference distance | label neighbours (weight) |",
+        "|---|---:|---|",
+    ]
+    for c in rep["chosen"]:
+        near = ", ".join(f"{r} ({w:.3f})" for r, w in zip(c["neighbours"], c["weights"]))
+        lines.append(f"| {c['reference']} | {c['nearest_distance']:.4f} | {near} |")
+    return [*lines, ""]
 
 
 SYNDR_CITATION = """@inproceedings{li2025syndriqa,

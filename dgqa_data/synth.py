@@ -299,6 +299,42 @@ def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan, skipped:
             yield ref, tid, level, seed, draws, name, img, pristine
 
 
+def synth_images(refs: Sequence[Reference], plan: SynthPlan):
+    """Every image ``plan`` makes of ``refs``, in order, as one shard makes them: yields
+    ``(ref, type, level, seed, draws, name, image, pristine)``; an unreadable reference raises."""
+    whole = replace(plan, refs_per_shard=max(1, len(refs)), skip_bad=False)
+    yield from _shard_rows(0, refs, whole, [])
+
+
+def image_row(
+    plan: SynthPlan,
+    ref: Reference,
+    tid: int,
+    level: int,
+    seed: int,
+    draws: dict,
+    name: str,
+    img: np.ndarray | None,
+    mos: float | None,
+) -> dict:
+    """The row of one synthetic image (:func:`synth_features`), encoded as ``plan.encoding``
+    (``img`` None: the bytes are left None, for an encoder that fills them in later)."""
+    return {
+        "image": {"bytes": None if img is None else _encode(img, plan.encoding), "path": name},
+        "image_id": name,
+        "reference_id": ref.ref_id,
+        "mos": mos,
+        "mos_std": None,
+        "quality": None if mos is None else (mos - 1) / 4,
+        "distortion_type": tid,
+        "distortion_level": level,
+        "domain": domain_of(tid),
+        "corpus": plan.corpus,
+        "seed": seed,
+        "draws": json.dumps(draws, sort_keys=True),
+    }
+
+
 def _label(labels: str, tid: int, level: int, img: np.ndarray, pristine: np.ndarray) -> float | None:
     """``mos`` (1-5) of one image under the plan's labelling, or None."""
     if labels == "severity":
@@ -444,22 +480,7 @@ def _write_shard(
         for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan, skipped):
             mos = _label(plan.labels, tid, level, img, pristine)
             images.append(bg.submit(_encode, img, plan.encoding, nbytes=img.nbytes))
-            rows.append(
-                {
-                    "image": {"bytes": None, "path": name},
-                    "image_id": name,
-                    "reference_id": ref.ref_id,
-                    "mos": mos,
-                    "mos_std": None,
-                    "quality": None if mos is None else (mos - 1) / 4,
-                    "distortion_type": tid,
-                    "distortion_level": level,
-                    "domain": domain_of(tid),
-                    "corpus": plan.corpus,
-                    "seed": seed,
-                    "draws": json.dumps(draws, sort_keys=True),
-                }
-            )
+            rows.append(image_row(plan, ref, tid, level, seed, draws, name, None, mos))  # bytes: below
         bg.submit(_finish_shard, final, empty, rows, images, skipped, plan.encoding, work, shard)
         if own:
             bg.wait()

@@ -18,9 +18,12 @@ them in the order they run:
 5. ``subsets``: one subset per rule, the oracle and its complement, ``dgqa/demo-all`` and one
    same-size random control per seed (``dgqa subset``), each loadable with
    ``load_dataset("dgqa/...")`` from the output folder.
-6. ``regressors``: the same regressor trained on every arm and seed and evaluated on the target
+6. ``curation``: the SynDR-IQA arms (``dgqa curate``): DRC on the selected types and on every type,
+   and DDC on the selected types with a pool of scikit-image photos the demo uses nowhere else
+   (:data:`~dgqa_train.demo.settings.POOL_PHOTOS`, tiled as the others are).
+7. ``regressors``: the same regressor trained on every arm and seed and evaluated on the target
    (``dgqa probe``: frozen backbone + head; or ``dgqa train`` with ``--finetune``).
-7. ``report``: ``report.md``, ``srcc.png``, ``confusion.png``, ``similarity.png`` and a verdict.
+8. ``report``: ``report.md``, ``srcc.png``, ``confusion.png``, ``similarity.png`` and a verdict.
 
 A second run into the same folder reuses the finished stages; different settings are refused.
 Modules: :mod:`~dgqa_train.demo.settings` (photos, arms, :class:`DemoSettings`),
@@ -34,9 +37,11 @@ from dgqa_train.demo.settings import (
     ARM_NAMES,
     ARMS,
     BACKGROUND,
+    CURATED_ARMS,
     DEMO_RULES,
     FINETUNE_ARMS,
     HELDOUT_PHOTOS,
+    POOL_PHOTOS,
     SOURCE_PHOTOS,
     TARGET_PHOTOS,
     DemoError,
@@ -48,9 +53,11 @@ __all__ = [
     "ARMS",
     "ARM_NAMES",
     "BACKGROUND",
+    "CURATED_ARMS",
     "DEMO_RULES",
     "FINETUNE_ARMS",
     "HELDOUT_PHOTOS",
+    "POOL_PHOTOS",
     "SOURCE_PHOTOS",
     "TARGET_PHOTOS",
     "Demo",

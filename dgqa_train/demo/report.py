@@ -111,6 +111,7 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
         f"|SRCC| < 2 / sqrt(N) = {chance:.3f}. Arms: `selected` ({DEMO_RULES[0]}), `vote` (dgqa-vote), `oracle` "
         "(the types of the families the captures carry), `complement` (the other types), `all`, `random` (as many "
         "rows as `selected`, one draw per seed).",
+        *curated_lines(demo),
         "",
         "| arm | training set | images | SRCC mean +- std | PLCC mean +- std | SRCC per seed |",
         "|---|---|---:|---|---|---|",
@@ -150,6 +151,26 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def curated_lines(demo: Demo) -> list[str]:
+    """What the SynDR-IQA arms are, and DDC's pool (``curation.json`` of the ``curation`` stage)."""
+    path = demo.out / "curation.json"
+    info = json.loads(path.read_text()) if path.is_file() else {"arms": {}}
+    if not info["arms"]:
+        return []
+    ddc = info["arms"].get("selected + ddc", {})
+    pool = ", ".join(f"{k} ({v})" for k, v in info["pool"].items())
+    return [
+        "",
+        "SynDR-IQA arms (`dgqa curate`, features of the frozen demo backbone): `selected + drc` and `all + drc` "
+        "(redundant-cluster downsampling of the selected types / of every type), `selected + ddc` (the "
+        f"selected types plus {ddc.get('upsampled', 0)} images of new references chosen from the pool, their "
+        "labels transferred, not rated). DDC's pool: tiles of scikit-image photos used nowhere else in the demo "
+        f"(no unused colour photo ships with it, so its greyscale photographs, grey copied to RGB): {pool} "
+        "(`photos/pool`); the chosen references are listed in each dataset's card.",
+        *(f"Arm `{arm}` left out: {why}" for arm, why in info.get("left_out", {}).items()),
+    ]
 
 
 def family_rows(truth_file: Path, selections: dict[str, Any]) -> list[str]:
@@ -238,11 +259,12 @@ def plot_srcc(summary: dict[str, dict[str, Any]], chance: float, path: Path) -> 
     import matplotlib.pyplot as plt
 
     arms = list(summary)
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     means = [summary[a]["srcc_mean"] for a in arms]
     stds = [summary[a]["srcc_std"] for a in arms]
     colors = {"selected": "tab:green", "vote": "tab:olive", "oracle": "tab:purple", "complement": "tab:brown",
-              "all": "tab:blue", "random": "tab:gray"}  # fmt: skip
+              "all": "tab:blue", "random": "tab:gray", "selected + drc": "tab:cyan", "all + drc": "tab:pink",
+              "selected + ddc": "tab:orange"}  # fmt: skip
     ax.bar(arms, means, yerr=stds, capsize=6, color=[colors.get(a, "tab:gray") for a in arms])
     for i, a in enumerate(arms):
         ax.plot([i] * len(summary[a]["srcc"]), summary[a]["srcc"], "k.", alpha=0.6)

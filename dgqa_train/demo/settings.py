@@ -11,6 +11,10 @@ from dgqa_data.errors import DgqaError
 SOURCE_PHOTOS = ("astronaut", "motorcycle", "hubble_deep_field", "retina")
 HELDOUT_PHOTOS = ("immunohistochemistry",)
 TARGET_PHOTOS = ("chelsea", "coffee", "rocket")
+#: DDC's pool of new references. scikit-image ships no colour photo the demo leaves unused (its other
+#: colour file, the stereo pair's right view, shows a source photo's scene), so the pool is tiles of its
+#: greyscale photographs (grey copied to R, G and B), none of them used elsewhere in the demo.
+POOL_PHOTOS = ("camera", "coins", "moon", "grass", "gravel", "brick")
 MIN_TILE_STD = 8.0  # tiles flatter than this (grey levels) show no distortion and are skipped
 #: Carried by every capture (JPEG at quality 50-95, milder than KADID JPEG level 1): not a family to find.
 BACKGROUND = ("jpeg",)
@@ -18,8 +22,14 @@ BACKGROUND = ("jpeg",)
 DEMO_RULES = ("dgqa-corrected", "dgqa-vote")
 #: The regressor arm of each rule's selection.
 ARM_NAMES = {"dgqa-corrected": "selected", "dgqa-vote": "vote"}
+#: The SynDR-IQA curation arms (``dgqa curate``): arm -> (operations, on the selected types?).
+CURATED_ARMS = {
+    "selected + drc": (("drc",), True),
+    "all + drc": (("drc",), False),
+    "selected + ddc": (("ddc",), True),
+}
 #: Every arm of the regressor comparison, in report order.
-ARMS = ("selected", "vote", "oracle", "complement", "all", "random")
+ARMS = ("selected", "vote", "oracle", "complement", "all", "random", *CURATED_ARMS)
 #: The arms of ``--finetune`` (each one fine-tunes the backbone per seed: the costly part on a CPU).
 FINETUNE_ARMS = ("selected", "oracle", "complement", "all")
 SETTINGS_FILE = "demo.json"

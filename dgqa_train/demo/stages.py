@@ -24,10 +24,12 @@ from dgqa_train.demo.report import make_verdict, plot_confusion, plot_srcc, repo
 from dgqa_train.demo.settings import (
     ARM_NAMES,
     BACKGROUND,
+    CURATED_ARMS,
     DEMO_RULES,
     FINETUNE_ARMS,
     HELDOUT_PHOTOS,
     MIN_TILE_STD,
+    POOL_PHOTOS,
     SETTINGS_FILE,
     SOURCE_PHOTOS,
     TARGET_PHOTOS,
@@ -38,10 +40,13 @@ from dgqa_train.evaluate import json_safe
 
 
 def load_photo(name: str) -> np.ndarray:
-    """A colour photo shipped with scikit-image as uint8 RGB (``motorcycle`` = the stereo pair's left view)."""
+    """A photo shipped with scikit-image as uint8 RGB (``motorcycle`` = the stereo pair's left view; a
+    greyscale photo has its grey copied to R, G and B)."""
     import skimage.data
 
     img = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
     return np.ascontiguousarray(img[..., :3])
 
 
@@ -157,6 +162,7 @@ class Demo:
             ("target", self.stage_target),
             ("classifier", self.stage_classifier),
             ("subsets", self.stage_subsets),
+            ("curation", self.stage_curation),
             ("regressors", self.stage_regressors),
             ("report", self.stage_report),
         ]
@@ -365,10 +371,70 @@ class Demo:
         return f"{listed}, dgqa/{full.name} ({full.num_rows}), {len(randoms)} random controls"
 
     # 6
+    def pool_photos(self) -> dict[str, int]:
+        """Write DDC's pool (tiles of :data:`POOL_PHOTOS`, as the other photos are tiled) into
+        ``photos/pool``; returns the tiles per photo."""
+        work = self.out / "photos" / "pool"
+        shutil.rmtree(work, ignore_errors=True)
+        counts = {}
+        for name in POOL_PHOTOS:
+            tiles = photo_tiles(load_photo(name), self.s.tile, self.s.tiles_across)
+            (work / name).mkdir(parents=True)
+            for i, t in enumerate(tiles):
+                Image.fromarray(t).save(work / name / f"tile{i:02d}.png")
+            counts[name] = len(tiles)
+        return counts
+
+    def stage_curation(self) -> str:
+        """The SynDR-IQA arms of :data:`CURATED_ARMS` (``dgqa curate`` on ``dgqa/demo``, frozen demo
+        backbone, features shared with the probe's cache); ``curation.json`` names them and the pool."""
+        from dgqa_data.curate import CurationError
+        from dgqa_data.selection import Selection
+        from dgqa_train.curate import curate
+
+        if self.s.finetune:  # --finetune trains the arms of FINETUNE_ARMS only
+            write_json(self.out / "curation.json", {"arms": {}, "left_out": {}, "pool": {}})
+            return "skipped (--finetune trains none of the curated arms)"
+        selection = Selection.load(self.out / "selection" / DEMO_RULES[0] / "selection.json")
+        pool = self.pool_photos()
+        made, missing = {}, {}
+        for arm, (ops, on_selected) in CURATED_ARMS.items():
+            name = f"demo-{'sel-camera' if on_selected else 'all'}-{'-'.join(ops)}"
+            try:
+                report = self._curate(curate, name, ops, selection if on_selected else None)
+            except CurationError as err:  # e.g. no pool photo is new content: the arm is left out, said why
+                missing[arm] = str(err)
+                continue
+            record = json.loads((report.out / "curation.json").read_text())
+            made[arm] = {"name": name, "rows": report.rows, "upsampled": record.get("upsampled_rows", 0)}
+        write_json(self.out / "curation.json", json_safe({"arms": made, "left_out": missing, "pool": pool}))
+        said = [f"{arm}: dgqa/{m['name']} ({m['rows']} rows)" for arm, m in made.items()]
+        return ", ".join(said + [f"{arm} left out: {why}" for arm, why in missing.items()])
+
+    def _curate(self, curate: Callable, name: str, ops: tuple[str, ...], selection: Any):
+        """One ``dgqa curate`` run of the curation stage into ``dgqa/<name>``."""
+        return curate(
+            self.source,
+            selection=selection,
+            downsample="drc" if "drc" in ops else None,
+            upsample="ddc" if "ddc" in ops else None,
+            pool=self.out / "photos" / "pool",
+            out=self.hub / name,
+            name=name,
+            backbone=self.s.backbone,
+            crop_size=self.s.tile,
+            cache_dir=self.out / "classifier" / "features",
+            overwrite=True,
+            progress=False,
+        )
+
+    # 7
     def stage_regressors(self) -> str:
         info = json.loads((self.out / "subsets.json").read_text())
         arms = {arm: self.hub / name for arm, name in info["arms"].items()}
         arms["all"] = self.hub / info["all"]
+        curated = json.loads((self.out / "curation.json").read_text())["arms"]
+        arms.update({arm: self.hub / m["name"] for arm, m in curated.items()})
         if self.s.finetune:
             arms = {arm: folder for arm, folder in arms.items() if arm in FINETUNE_ARMS}
         results: list[dict[str, Any]] = []
@@ -423,7 +489,7 @@ class Demo:
             out.append({"train": str(train), "seed": seed, "train_images": res["train"]["images"], **metrics})
         return out
 
-    # 7
+    # 8
     def stage_report(self) -> str:
         results = json.loads((self.out / "regressors.json").read_text())
         summary = summarize(results)

@@ -182,3 +182,134 @@ def test_constant_labels_are_refused_before_the_backbone_runs(tmp_path, capsys):
     )
     assert "every label is 0.5; constant labels cannot be normalised" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# -- DDC ----------------------------------------------------------------------------------------
+DDC_LEVELS = (1, 5)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory) -> Path:
+    """12 crops of photos the source never shows (PNG files in a folder, as a user's pool is)."""
+    from PIL import Image
+
+    from tests.train.synthetic import HELDOUT_SCENES
+
+    folder = tmp_path_factory.mktemp("pool") / "photos"
+    folder.mkdir()
+    for ref_id, img in scene_crops(HELDOUT_SCENES + TRAIN_SCENES[2:], size=CROP, per_scene=3, seed=1):
+        Image.fromarray(img).save(folder / f"{ref_id}.png")
+    return folder
+
+
+def test_curate_drc_then_ddc_writes_source_rows_plus_transferred_rows(source, pool, tmp_path, monkeypatch):
+    from dgqa_data.curate import ddc, reference_label_table, transfer_labels
+    from dgqa_train.features import image_key
+
+    out = tmp_path / "hub" / "dgqa" / "tiny-drc-ddc"
+    cache = tmp_path / "features"
+    argv = [
+        "curate",
+        "--source",
+        str(source),
+        "--downsample",
+        "drc",
+        "--upsample",
+        "ddc",
+        "--pool",
+        str(pool),
+    ]
+    argv += [
+        "--ddc-levels",
+        ",".join(map(str, DDC_LEVELS)),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        *FLAGS,
+    ]
+    assert cli.main(argv) in (0, None)
+
+    # what ddc() and transfer_labels() give on the cached features of T and the pool
+    (npz,) = cache.glob("*.npz")
+    feats = FeatureCache(cache, npz.stem)
+    src_ds = datasets.load_dataset(str(source), split="train").cast_column(
+        "image", datasets.Image(decode=False)
+    )
+    pristine = {r["reference_id"]: r["image"] for r in src_ds if r["distortion_type"] == 0}
+    refs = list(dict.fromkeys(r for r, t in zip(src_ds["reference_id"], src_ds["distortion_type"]) if t > 0))
+    files = sorted(pool.glob("*.png"))
+    result = ddc(
+        feats.get([image_key(pristine[r]) for r in refs]),
+        feats.get([image_key({"path": str(f)}) for f in files]),
+    )
+    assert result.chosen.size >= 1
+    cells = [(t, lv) for t in TYPES for lv in DDC_LEVELS]
+    dist = [r for r in src_ds if r["distortion_type"] > 0]
+    table, order = reference_label_table(
+        [r["reference_id"] for r in dist],
+        [(r["distortion_type"], r["distortion_level"]) for r in dist],
+        [r["quality"] for r in dist],
+        refs,
+    )
+    expected = transfer_labels(result, table[:, [order.index(c) for c in cells]])
+
+    monkeypatch.chdir(tmp_path / "hub")
+    ds = datasets.load_dataset("dgqa/tiny-drc-ddc", split="train")
+    chosen = [files[c].name for c in result.chosen]
+    up = [r for r in ds if r["label_transferred"]]
+    assert ds.num_rows == 71 + len(up) and len(up) == len(chosen) * len(cells)
+    assert sum(not t for t in ds["label_transferred"]) == 71  # the DRC-kept source rows
+    for r in up:
+        i = chosen.index(r["reference_id"].removeprefix("ddc/"))
+        j = cells.index((r["distortion_type"], r["distortion_level"]))
+        assert r["quality"] == pytest.approx(expected[i, j], abs=1e-6)
+        assert r["mos"] == pytest.approx(expected[i, j], abs=1e-6)  # the fixture's mos is its quality
+        assert r["image_id"].startswith("ddc/") and r["image"].size == (CROP, CROP)
+
+    record = json.loads((out / "curation.json").read_text())
+    assert record["operations"] == ["drc", "ddc"] and record["rows"] == ds.num_rows
+    assert record["upsampled_per_type"] == {str(t): len(chosen) * len(DDC_LEVELS) for t in TYPES}
+    rep = record["ddc"]
+    assert [c["reference"] for c in rep["chosen"]] == chosen
+    assert rep["rule1_passed"] == result.rule1.size and rep["median_nn_distance"] == pytest.approx(
+        result.median_nn
+    )
+    card = (out / "README.md").read_text()
+    assert f"**The labels of the {len(up)} upsampled images are transferred, not rated**" in card
+    for c, near, w in zip(chosen, result.neighbours, result.weights):
+        cell = ", ".join(f"{refs[k]} ({x:.3f})" for k, x in zip(near, w))
+        assert f"| {c} | " in card and cell in card
+    assert f"| 9 | jpeg2000 | 36 | 31 | {len(chosen) * len(DDC_LEVELS)} |" in card
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("copies", "none of 4 candidate(s) is new content inside the references' spread"),
+        ("empty", "no pristine images found in"),
+        ("inside", "holds the pool"),
+        ("level 2", "no labelled row of type 1 (gaussian_blur) at level 2 to transfer labels from"),
+        ("no pool", "--upsample ddc needs --pool FOLDER"),
+    ],
+)
+def test_ddc_refuses_bad_input_in_one_line_and_writes_nothing(source, pool, tmp_path, capsys, case, message):
+    """E.g. a pool of the training references themselves has no new content: nothing passes rule 1."""
+    from PIL import Image
+
+    out = tmp_path / "o"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    if case == "copies":
+        for ref_id, img in scene_crops(TRAIN_SCENES[:2], size=CROP, per_scene=2):
+            Image.fromarray(img).save(bad / f"{ref_id}.png")
+    where = {"copies": bad, "empty": bad, "inside": out / "pool", "level 2": pool}.get(case)
+    if case == "inside":
+        where.mkdir(parents=True)
+    argv = ["curate", "--source", str(source), "--upsample", "ddc", "--out", str(out), *FLAGS]
+    argv += ["--pool", str(where)] if where else []
+    argv += ["--ddc-levels", "2"] if case == "level 2" else []
+    assert cli.main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]
+    assert len(err) == 1 and message in err[0]  # progress bars aside
+    assert not out.exists() or [p.name for p in out.iterdir()] == ["pool"]

@@ -14,7 +14,15 @@ from datasets import load_dataset
 from dgqa_data.camera import CAMERA_FAMILIES
 from dgqa_data.selection import Selection
 from dgqa_train import cli
-from dgqa_train.demo import ARMS, DEMO_RULES, HELDOUT_PHOTOS, SOURCE_PHOTOS, TARGET_PHOTOS
+from dgqa_train.demo import (
+    ARMS,
+    CURATED_ARMS,
+    DEMO_RULES,
+    HELDOUT_PHOTOS,
+    POOL_PHOTOS,
+    SOURCE_PHOTOS,
+    TARGET_PHOTOS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +87,27 @@ def test_subsets_load_by_their_hub_names(demo, monkeypatch):
     assert len(camera) == 18 * 16 and all(0 < q <= 1 for q in camera["quality"])
 
 
+def test_curated_arms_train_on_their_datasets(demo, monkeypatch):
+    """selected + drc, all + drc and selected + ddc: loadable, each regressor trained on all its rows."""
+    monkeypatch.chdir(demo)
+    info = json.loads((demo / "curation.json").read_text())
+    assert set(info["arms"]) == set(CURATED_ARMS) and not info["left_out"]
+    assert tuple(info["pool"]) == POOL_PHOTOS and all(n >= 1 for n in info["pool"].values())
+    images = {r["arm"]: r["train_images"] for r in json.loads((demo / "regressors.json").read_text())}
+    rows = {arm: load_dataset(f"dgqa/{m['name']}", split="train") for arm, m in info["arms"].items()}
+    for arm, ds in rows.items():
+        assert len(ds) == info["arms"][arm]["rows"] == images[arm], arm
+    selected = Selection.load(demo / f"selection/{DEMO_RULES[0]}/selection.json").selected
+    assert len(rows["selected + drc"]) <= images["selected"] == 16 * 5 * len(selected)
+    assert len(rows["all + drc"]) <= images["all"] == 16 * 126
+    ddc, up = rows["selected + ddc"], info["arms"]["selected + ddc"]["upsampled"]
+    assert up > 0 and up % (3 * len(selected)) == 0  # chosen references x selected types x levels 1, 3, 5
+    assert len(ddc) == images["selected"] + up and sum(ddc["label_transferred"]) == up
+    assert set(ddc["distortion_level"]) == {1, 2, 3, 4, 5} and set(ddc["distortion_type"]) == set(selected)
+    report = (demo / "report.md").read_text()
+    assert "DDC's pool: tiles of scikit-image photos used nowhere else" in report and "camera (" in report
+
+
 def test_selections_are_measured_against_what_the_captures_carry(demo):
     truth = (demo / "photos/camera-truth.csv").read_text().splitlines()
     assert truth[0] == "image_id,families,background" and len(truth) == 1 + 18 * 16
@@ -105,7 +134,7 @@ def test_report_holds_finite_numbers_for_every_arm_and_seed(demo):
     assert sorted((r["arm"], r["seed"]) for r in results) == sorted((arm, s) for arm in ARMS for s in range(3))
     assert all(math.isfinite(r["srcc"]) and math.isfinite(r["plcc"]) for r in results)
     report = (demo / "report.md").read_text()
-    arms = "|".join(ARMS)
+    arms = "|".join(map(re.escape, ARMS))
     rows = {m[0]: m[1:] for m in re.findall(rf"^\| ({arms}) \|.*\| (-?\d\.\d+) \+- (\d\.\d+) \| (-?\d\.\d+) \+- (\d\.\d+) \| (.+) \|$", report, re.M)}  # fmt: skip
     assert set(rows) == set(ARMS)
     for values in rows.values():
@@ -120,7 +149,7 @@ def test_a_rerun_reuses_every_stage(demo, capsys):
     before = (demo / "regressors.json").stat().st_mtime_ns
     assert cli.main(["demo", "--fast", "--out", str(demo)]) == 0
     out = capsys.readouterr().out
-    assert out.count("reusing the finished stage") == 7
+    assert out.count("reusing the finished stage") == 8
     assert (demo / "regressors.json").stat().st_mtime_ns == before
 
 
