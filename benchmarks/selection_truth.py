@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import shutil
 import sys
@@ -36,9 +37,11 @@ from pathlib import Path
 import numpy as np
 
 PLANTED = (2, 3, 11, 16, 17)  # the KADID counterparts of the camera's five families
+#: Classifier recipes: the demo settings (``--recipe``, ``--classifier``) each one trains with.
 RECIPES = {
-    "paper": {},
-    "capture": {"capture_jpeg": "50-95", "balance_classes": True},
+    "paper": {"recipe": "paper", "classifier": "frozen"},
+    "capture": {"recipe": "capture", "classifier": "frozen"},
+    "capture-finetune": {"recipe": "capture", "classifier": "finetune"},
 }
 
 
@@ -125,21 +128,24 @@ def main() -> int:
     ap.add_argument("--demo", required=True, help="a finished `dgqa demo` folder")
     ap.add_argument("--out", required=True, help="work folder (classifiers, scores, results.json)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--recipes", nargs="+", default=["paper", "capture"], choices=list(RECIPES),
+                    help="capture-finetune fine-tunes each classifier (about 11 min per seed on 2 cores) unless "
+                    "the --demo run was made with `--classifier finetune`, whose classifiers are then reused")
     args = ap.parse_args()
 
     from dgqa_data.scores import load_scores
     from dgqa_data.selection import combine, given_selection, select
     from dgqa_data.truth import judge, load_truth
     from dgqa_data.versions import library_versions
-    from dgqa_train.demo import DemoSettings
+    from dgqa_train.demo import Demo, DemoSettings
     from dgqa_train.score import score
-    from dgqa_train.train_classifier import ClassifierTrainConfig, train_classifier
+    from dgqa_train.train_classifier import train_classifier
 
     demo, out = Path(args.demo).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    settings = DemoSettings(**{k: v for k, v in json.loads((demo / "demo.json").read_text()).items()
-                               if k in ("fast", "backbone")})  # fmt: skip
+    recorded = json.loads((demo / "demo.json").read_text())
+    base = {k: recorded[k] for k in ("fast", "backbone")}
+    settings = DemoSettings(**base)
     redraw, redraw_truth = (out / "camera-redraw", out / "redraw-truth.csv")
     if not redraw.exists():
         redraw, redraw_truth = redraw_target(demo, out)
@@ -153,17 +159,16 @@ def main() -> int:
     for recipe in args.recipes:
         per_rule: dict[tuple[str, str], list] = {}
         for seed in range(args.seeds):
+            mine = DemoSettings(**base, **RECIPES[recipe])
             run = out / "classifiers" / f"{recipe}-seed{seed}"
+            theirs = demo / "classifier" / f"seed{seed}"
+            same = all(recorded.get(k, getattr(DemoSettings(), k)) == v for k, v in RECIPES[recipe].items())
+            if same and (theirs / "model.safetensors").is_file():
+                run = theirs  # the demo trained this recipe and seed: reuse its classifier
             if not (run / "model.safetensors").is_file():
                 shutil.rmtree(run, ignore_errors=True)
-                train_classifier(
-                    ClassifierTrainConfig(
-                        train_dataset=str(demo / "dgqa" / "demo"), eval_dataset=str(demo / "dgqa" / "demo-heldout"),
-                        output_dir=str(run), feature_cache=str(out / "features"), backbone=settings.backbone,
-                        features="multilevel", freeze_backbone=True, crop_size=settings.tile,
-                        epochs=settings.classifier_epochs, batch_size=64, lr=1e-3, seed=seed, **RECIPES[recipe],
-                    )
-                )  # fmt: skip
+                config = Demo(demo, mine, progress=False).classifier_config(seed, run)
+                train_classifier(dataclasses.replace(config, feature_cache=str(out / "features")))
             metrics = json.loads((run / "results.json").read_text())
             held_out = json.loads((run / "confusion.json").read_text())
             confusion = np.asarray(held_out["counts"], float)

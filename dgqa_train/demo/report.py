@@ -41,7 +41,7 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
         "",
         f"Settings: {'--fast' if demo.s.fast else 'default'}, {demo.s.seeds} seeds, backbone "
         f"`{demo.s.backbone}`, regressor {f'fine-tuned end to end ({demo.s.finetune_epochs} epochs)' if demo.s.finetune else f'frozen backbone + {demo.s.head} head'}, "
-        f"{demo.s.tile} px tiles. dgqa {__version__}.",
+        f"{demo.s.tile} px tiles, classifier `--classifier {demo.s.classifier}`. dgqa {__version__}.",
         "",
         "## Data",
         "",
@@ -57,7 +57,7 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
         "",
         "## Domain classifier",
         "",
-        f"Frozen `{demo.s.backbone}` features + a linear 26-way head, trained with Accelerate for "
+        f"{_classifier_kind(demo)}, trained with Accelerate for "
         f"{len(runs[0]['epochs'])} epochs on {runs[0]['train_images']} images, {recipe}; one classifier per "
         f"seed ({demo.s.seeds}). Held-out accuracy (photo never seen, {runs[0]['eval_images']} images): "
         f"**{np.mean(accs):.3f} +- {np.std(accs):.3f}** (per seed {', '.join(f'{a:.3f}' for a in accs)}; "
@@ -202,6 +202,12 @@ def family_rows(truth_file: Path, selections: dict[str, Any]) -> list[str]:
 
 def _pool(photos: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in photos.items())
+
+
+def _classifier_kind(demo: Demo) -> str:
+    if demo.s.classifier == "finetune":
+        return f"`{demo.s.backbone}` with a 26-way head, fine-tuned end to end (`--classifier finetune`)"
+    return f"Frozen `{demo.s.backbone}` multilevel features + a linear 26-way head"
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -103,7 +103,8 @@ class Demo:
         path = self.out / SETTINGS_FILE
         mine = asdict(self.s)
         if path.is_file():
-            theirs = json.loads(path.read_text())
+            # a setting added after that run was written has its default there
+            theirs = {**asdict(DemoSettings(version=mine["version"])), **json.loads(path.read_text())}
             diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
             if diff:
                 said = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
@@ -268,33 +269,35 @@ class Demo:
         return f"{report.num_rows} camera captures (dgqa/camera)"
 
     # 4
+    def classifier_config(self, seed: int, run: Path) -> Any:
+        """The ``train-classifier`` run of one seed (``--classifier`` and ``--recipe`` decide it)."""
+        from dgqa_train.train_classifier import ClassifierTrainConfig
+
+        return ClassifierTrainConfig(
+            train_dataset=str(self.source),
+            eval_dataset=str(self.heldout),
+            output_dir=str(run),
+            feature_cache=str(self.out / "classifier" / "features"),  # by content: shared by seeds
+            backbone=self.s.backbone,
+            features="multilevel",
+            crop_size=self.s.tile,
+            epochs=self.s.classifier_epochs,
+            seed=seed,
+            **self.s.classifier_training,
+            **self.s.classifier_options,
+        )
+
     def stage_classifier(self) -> str:
         from dgqa_data.selection import format_table, select_from_scores, write_report
         from dgqa_data.truth import format_judgement
         from dgqa_train.score import score
-        from dgqa_train.train_classifier import ClassifierTrainConfig, train_classifier
+        from dgqa_train.train_classifier import train_classifier
 
         accuracies = []
         for seed in range(self.s.seeds):
             run = self.out / "classifier" / f"seed{seed}"
             shutil.rmtree(run, ignore_errors=True)
-            metrics = train_classifier(
-                ClassifierTrainConfig(
-                    train_dataset=str(self.source),
-                    eval_dataset=str(self.heldout),
-                    output_dir=str(run),
-                    feature_cache=str(self.out / "classifier" / "features"),  # by content: shared by seeds
-                    backbone=self.s.backbone,
-                    features="multilevel",
-                    freeze_backbone=True,
-                    crop_size=self.s.tile,
-                    epochs=self.s.classifier_epochs,
-                    batch_size=64,
-                    lr=1e-3,
-                    seed=seed,
-                    **self.s.classifier_options,
-                )
-            )
+            metrics = train_classifier(self.classifier_config(seed, run))
             accuracies.append(metrics["epochs"][-1]["eval_accuracy"])
             if seed == 0:
                 plot_confusion(np.asarray(metrics["confusion"]), self.out / "confusion.png")

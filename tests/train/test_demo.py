@@ -159,6 +159,8 @@ def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
     assert "other settings (seeds: 3 there, 2 now)" in err
     assert cli.main(["demo", "--fast", "--recipe", "paper", "--out", str(demo)]) == 2
     assert "other settings (recipe: 'capture' there, 'paper' now)" in capsys.readouterr().err
+    assert cli.main(["demo", "--fast", "--classifier", "finetune", "--out", str(demo)]) == 2
+    assert "other settings (classifier: 'frozen' there, 'finetune' now)" in capsys.readouterr().err
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "photo.jpg").write_bytes(b"keep me")
     assert cli.main(["demo", "--fast", "--out", str(tmp_path / "mine")]) == 2
@@ -171,6 +173,32 @@ def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["demo", "--seeds", "1", "--out", str(tmp_path / "x")])
     assert exit_.value.code == 2 and "--seeds: must be >= 2, got 1" in capsys.readouterr().err
+
+
+def test_the_classifier_setting_decides_how_the_classifier_trains(tmp_path):
+    from dgqa_train.demo import Demo, DemoSettings
+
+    frozen = Demo(tmp_path / "a", DemoSettings()).classifier_config(1, tmp_path / "a" / "c")
+    assert (frozen.freeze_backbone, frozen.epochs, frozen.lr, frozen.batch_size) == (True, 30, 1e-3, 64)
+    tuned = Demo(tmp_path / "b", DemoSettings(classifier="finetune")).classifier_config(2, tmp_path / "b" / "c")
+    assert (tuned.freeze_backbone, tuned.epochs, tuned.lr, tuned.batch_size, tuned.seed) == (False, 2, 3e-4, 32, 2)
+    assert tuned.capture_jpeg == "50-95" and tuned.balance_classes and tuned.features == "multilevel"
+    fast = Demo(tmp_path / "c", DemoSettings(fast=True, classifier="finetune")).classifier_config(0, tmp_path)
+    assert (fast.epochs, fast.crop_size) == (1, 128)
+
+
+def test_a_run_recorded_before_a_setting_existed_is_taken_with_its_default(tmp_path):
+    from dataclasses import asdict
+
+    from dgqa_train.demo import Demo, DemoError, DemoSettings
+
+    old = asdict(DemoSettings(fast=True))
+    del old["classifier"]  # demo.json of a run written before --classifier existed
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "demo.json").write_text(json.dumps(old))
+    Demo(tmp_path / "run", DemoSettings(fast=True)).check_settings()  # frozen: what that run did
+    with pytest.raises(DemoError, match="classifier: 'frozen' there, 'finetune' now"):
+        Demo(tmp_path / "run", DemoSettings(fast=True, classifier="finetune")).check_settings()
 
 
 def test_finetune_arm_trains_and_evaluates_end_to_end(tmp_path):
