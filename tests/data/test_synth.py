@@ -262,6 +262,26 @@ def test_the_encoders_are_lossless_at_any_size(fmt, shape):
         assert _encode(arr, fmt) == data  # deterministic
 
 
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
+def test_png_deflates_a_photo_losslessly_with_isal_or_stdlib_zlib(deflate, monkeypatch):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from dgqa_data import synth
+
+    assert synth._isal is not None  # isal is a dependency: synth runs at its speed
+    if deflate == "zlib":
+        monkeypatch.setattr(synth, "_isal", None)  # where the isal wheel cannot be installed
+    photo = np.ascontiguousarray(data.astronaut()[::2, ::2])
+    png = synth._png(photo)
+    with Image.open(io.BytesIO(png)) as img:
+        np.testing.assert_array_equal(np.asarray(img), photo)
+    assert len(png) < 0.8 * photo.nbytes  # it compresses
+
+
 def test_webp_shards_are_byte_identical_however_split(refs, tmp_path):
     kw = {"types": [2, 13], "levels": [3], "refs_per_shard": 1, "encoding": "webp", "progress": False}
     one = synthesize(refs, tmp_path / "one", **kw)
