@@ -143,9 +143,7 @@ def main() -> int:
 
     demo, out = Path(args.demo).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    recorded = json.loads((demo / "demo.json").read_text())
-    base = {k: recorded[k] for k in ("fast", "backbone")}
-    settings = DemoSettings(**base)
+    recorded = DemoSettings.from_record(json.loads((demo / "demo.json").read_text()))
     redraw, redraw_truth = (out / "camera-redraw", out / "redraw-truth.csv")
     if not redraw.exists():
         redraw, redraw_truth = redraw_target(demo, out)
@@ -158,16 +156,15 @@ def main() -> int:
     results: list[dict] = []
     for recipe in args.recipes:
         per_rule: dict[tuple[str, str], list] = {}
+        mine = Demo(demo, dataclasses.replace(recorded, **RECIPES[recipe]), progress=False)
         for seed in range(args.seeds):
-            mine = DemoSettings(**base, **RECIPES[recipe])
             run = out / "classifiers" / f"{recipe}-seed{seed}"
             theirs = demo / "classifier" / f"seed{seed}"
-            same = all(recorded.get(k, getattr(DemoSettings(), k)) == v for k, v in RECIPES[recipe].items())
-            if same and (theirs / "model.safetensors").is_file():
+            if mine.s == recorded and (theirs / "model.safetensors").is_file():
                 run = theirs  # the demo trained this recipe and seed: reuse its classifier
             if not (run / "model.safetensors").is_file():
                 shutil.rmtree(run, ignore_errors=True)
-                config = Demo(demo, mine, progress=False).classifier_config(seed, run)
+                config = mine.classifier_config(seed, run)
                 train_classifier(dataclasses.replace(config, feature_cache=str(out / "features")))
             metrics = json.loads((run / "results.json").read_text())
             held_out = json.loads((run / "confusion.json").read_text())
@@ -175,7 +172,7 @@ def main() -> int:
             for name, (ds, truth) in targets.items():
                 sc_dir = out / "scores" / f"{recipe}-seed{seed}-{name}"
                 if not (sc_dir / "scores.parquet").is_file():
-                    score(run, str(ds), sc_dir, crops=1, crop_size=settings.tile, batch_size=32)
+                    score(run, str(ds), sc_dir, crops=1, crop_size=recorded.tile, batch_size=32)
                 z = load_scores(sc_dir).logits
                 sels = {
                     "dgqa-vote": select(z, "dgqa-vote"),

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dgqa_data.errors import at_least
-from dgqa_train.demo.settings import DemoSettings
+from dgqa_train.demo.settings import CLASSIFIERS, RECIPES, DemoSettings
 from dgqa_train.demo.stages import Demo
 
 
@@ -46,14 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--recipe",
-        choices=["capture", "paper"],
+        choices=RECIPES,
         default="capture",
         help="domain classifier recipe: capture (default: JPEG at quality 50-95 after each synthetic "
         "distortion, class-balanced loss) or paper (neither)",
     )
     p.add_argument(
         "--classifier",
-        choices=["frozen", "finetune"],
+        choices=CLASSIFIERS,
         default="frozen",
         help="domain classifier training: frozen (default: a linear head on the frozen backbone's "
         "features, seconds per seed) or finetune (the whole backbone, 2 epochs per seed: about 10 "

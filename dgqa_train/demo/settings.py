@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from dgqa_data import __version__
@@ -33,6 +33,9 @@ ARMS = ("selected", "vote", "oracle", "complement", "all", "random", *CURATED_AR
 #: The arms of ``--finetune`` (each one fine-tunes the backbone per seed: the costly part on a CPU).
 FINETUNE_ARMS = ("selected", "oracle", "complement", "all")
 SETTINGS_FILE = "demo.json"
+#: ``--recipe``: the classifier's inputs; ``--classifier``: what of it trains.
+RECIPES = ("capture", "paper")
+CLASSIFIERS = ("frozen", "finetune")
 
 
 class DemoError(DgqaError):
@@ -51,6 +54,16 @@ class DemoSettings:
     recipe: str = "capture"
     classifier: str = "frozen"
     version: str = __version__
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("recipe", RECIPES), ("classifier", CLASSIFIERS)):
+            if getattr(self, name) not in allowed:
+                raise DemoError(f"demo {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DemoSettings:
+        """The settings a ``demo.json`` records; one added after it was written takes its default."""
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
     @property
     def tile(self) -> int:

@@ -103,8 +103,7 @@ class Demo:
         path = self.out / SETTINGS_FILE
         mine = asdict(self.s)
         if path.is_file():
-            # a setting added after that run was written has its default there
-            theirs = {**asdict(DemoSettings(version=mine["version"])), **json.loads(path.read_text())}
+            theirs = asdict(DemoSettings.from_record(json.loads(path.read_text())))
             diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
             if diff:
                 said = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())

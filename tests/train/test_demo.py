@@ -176,7 +176,7 @@ def test_other_settings_or_a_foreign_folder_are_refused(demo, tmp_path, capsys):
 
 
 def test_the_classifier_setting_decides_how_the_classifier_trains(tmp_path):
-    from dgqa_train.demo import Demo, DemoSettings
+    from dgqa_train.demo import Demo, DemoError, DemoSettings
 
     frozen = Demo(tmp_path / "a", DemoSettings()).classifier_config(1, tmp_path / "a" / "c")
     assert (frozen.freeze_backbone, frozen.epochs, frozen.lr, frozen.batch_size) == (True, 30, 1e-3, 64)
@@ -185,6 +185,8 @@ def test_the_classifier_setting_decides_how_the_classifier_trains(tmp_path):
     assert tuned.capture_jpeg == "50-95" and tuned.balance_classes and tuned.features == "multilevel"
     fast = Demo(tmp_path / "c", DemoSettings(fast=True, classifier="finetune")).classifier_config(0, tmp_path)
     assert (fast.epochs, fast.crop_size) == (1, 128)
+    with pytest.raises(DemoError, match="demo classifier must be one of frozen, finetune, got 'fine-tune'"):
+        DemoSettings(classifier="fine-tune")
 
 
 def test_a_run_recorded_before_a_setting_existed_is_taken_with_its_default(tmp_path):
