@@ -42,6 +42,8 @@ RECIPES = {
     "paper": {"recipe": "paper", "classifier": "frozen"},
     "capture": {"recipe": "capture", "classifier": "frozen"},
     "capture-finetune": {"recipe": "capture", "classifier": "finetune"},
+    "mixed": {"recipe": "mixed", "classifier": "frozen"},
+    "mixed-finetune": {"recipe": "mixed", "classifier": "finetune"},
 }
 
 

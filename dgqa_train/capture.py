@@ -46,35 +46,51 @@ def parse_range(text: str | None, what: str, low: float, high: float, whole: boo
 @dataclass(frozen=True)
 class CaptureAugment:
     """JPEG at a quality drawn from ``jpeg`` (inclusive), after an optional resize by a factor drawn
-    from ``resize`` (bicubic; the image keeps that size, as a downscaled capture would)."""
+    from ``resize`` (bicubic; the image keeps that size, as a downscaled capture would), applied to a
+    drawn ``share`` of the images (the others keep their bytes: a classifier that meets both reads a
+    capture-free target, e.g. a synthetic one, as well as a camera's)."""
 
     jpeg: tuple[float, float]
     resize: tuple[float, float] | None = None
     seed: int = 0
+    share: float = 1.0
 
     @classmethod
-    def from_flags(cls, jpeg: str | None, resize: str | None, seed: int) -> CaptureAugment | None:
-        """The augmentation of ``--capture_jpeg 50-95 [--capture_resize 0.5-1]``; None when off."""
+    def from_flags(
+        cls, jpeg: str | None, resize: str | None, seed: int, share: float = 1.0
+    ) -> CaptureAugment | None:
+        """The augmentation of ``--capture_jpeg 50-95 [--capture_resize 0.5-1] [--capture_share 0.5]``;
+        None when off."""
         q = parse_range(jpeg, "--capture_jpeg", 1, 100, whole=True)
         r = parse_range(resize, "--capture_resize", 0.05, 1.0, whole=False)
+        if not 0.0 < share <= 1.0:
+            raise DgqaError(f"--capture_share must be in (0, 1], got {share}")
         if q is None:
             if r is not None:
                 raise DgqaError("--capture_resize needs --capture_jpeg (the resize happens before the JPEG)")
+            if share != 1.0:
+                raise DgqaError("--capture_share needs --capture_jpeg")
             return None
-        return cls(jpeg=q, resize=r, seed=seed)
+        return cls(jpeg=q, resize=r, seed=seed, share=float(share))
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
 
     def apply(self, data: bytes | str, row: int, stream: int, name: str = "image") -> bytes:
-        """The captured version of one encoded image (or image file): its JPEG bytes."""
+        """The captured version of one encoded image (or image file): its JPEG bytes, or its own
+        bytes when the row falls outside the captured share."""
         rng = np.random.default_rng((self.seed, stream, row))
+        scale = rng.uniform(*self.resize) if self.resize is not None else 1.0
+        quality = int(rng.integers(int(self.jpeg[0]), int(self.jpeg[1]) + 1))
+        if self.share < 1.0 and rng.random() >= self.share:  # drawn last: share 1 keeps the draws above
+            if isinstance(data, bytes):
+                return data
+            with open(data, "rb") as f:
+                return f.read()
         img = open_rgb(data, name=name)
         if self.resize is not None:
-            s = rng.uniform(*self.resize)
             w, h = img.size
-            img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
-        quality = int(rng.integers(int(self.jpeg[0]), int(self.jpeg[1]) + 1))
+            img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=quality)
         return buf.getvalue()

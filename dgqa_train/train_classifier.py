@@ -115,6 +115,13 @@ class ClassifierTrainConfig(LoopConfig):
         default=None,
         metadata={"help": "with --capture_jpeg: first resize by a factor drawn from LO-HI (e.g. 0.5-1.0)"},
     )
+    capture_share: float = field(
+        default=1.0,
+        metadata={
+            "help": "with --capture_jpeg: the share of images captured, drawn per image (e.g. 0.5: half stay as "
+            "they were, so the classifier also knows capture-free images)"
+        },
+    )
     balance_classes: bool = field(
         default=False,
         metadata={"help": "weight each class's loss by its inverse frequency (pristine is 1 in 126 of a full plan)"},
@@ -132,7 +139,7 @@ class ClassifierTrainConfig(LoopConfig):
     @property
     def capture(self) -> CaptureAugment | None:
         """The capture augmentation of the flags (None: off)."""
-        return CaptureAugment.from_flags(self.capture_jpeg, self.capture_resize, self.seed)
+        return CaptureAugment.from_flags(self.capture_jpeg, self.capture_resize, self.seed, self.capture_share)
 
 
 def _check_labels(ds: Any, name: str) -> None:

@@ -34,7 +34,7 @@ ARMS = ("selected", "vote", "oracle", "complement", "all", "random", *CURATED_AR
 FINETUNE_ARMS = ("selected", "oracle", "complement", "all")
 SETTINGS_FILE = "demo.json"
 #: ``--recipe``: the classifier's inputs; ``--classifier``: what of it trains.
-RECIPES = ("capture", "paper")
+RECIPES = ("capture", "mixed", "paper")
 CLASSIFIERS = ("frozen", "finetune")
 
 
@@ -103,6 +103,10 @@ class DemoSettings:
 
     @property
     def classifier_options(self) -> dict[str, Any]:
-        """The classifier recipe: ``paper`` (none of the below) or ``capture`` (JPEG at quality 50-95 after
-        the synthetic distortion, as every target capture ends, and class-balanced loss weights)."""
-        return {"capture_jpeg": "50-95", "balance_classes": True} if self.recipe == "capture" else {}
+        """The classifier recipe: ``paper`` (none of the below), ``capture`` (JPEG at quality 50-95 after
+        the synthetic distortion, as every target capture ends, and class-balanced loss weights) or
+        ``mixed`` (the same, with half of the images, drawn, left uncaptured)."""
+        if self.recipe == "paper":
+            return {}
+        share = {"mixed": 0.5}.get(self.recipe, 1.0)
+        return {"capture_jpeg": "50-95", "capture_share": share, "balance_classes": True}

@@ -45,6 +45,19 @@ def test_capture_is_a_seeded_jpeg_after_an_optional_resize():
     assert buf.getvalue() == out
 
 
+def test_a_capture_share_leaves_the_other_images_as_they_were():
+    data = [png(i) for i in range(200)]
+    half = CaptureAugment(jpeg=(50, 95), seed=3, share=0.5)
+    every = CaptureAugment(jpeg=(50, 95), seed=3)
+    outs = [half.apply(d, row=i, stream=0) for i, d in enumerate(data)]
+    kept = [o == d for o, d in zip(outs, data)]
+    assert 80 <= sum(kept) <= 120  # about half, drawn per row
+    # a captured row is the very capture of share 1 (the share is drawn after the other draws)
+    assert all(o == every.apply(d, row=i, stream=0) for i, (o, d, k) in enumerate(zip(outs, data, kept)) if not k)
+    assert all(Image.open(io.BytesIO(o)).format == "JPEG" for o, k in zip(outs, kept) if not k)
+    assert [half.apply(d, row=i, stream=0) == d for i, d in enumerate(data)] == kept  # seeded
+
+
 def test_capture_flags_are_checked():
     assert parse_range("50-95", "--capture_jpeg", 1, 100, whole=True) == (50.0, 95.0)
     assert parse_range("80", "--capture_jpeg", 1, 100, whole=True) == (80.0, 80.0)
@@ -56,6 +69,10 @@ def test_capture_flags_are_checked():
         ClassifierTrainConfig(train_dataset="x", output_dir="y", capture_resize="0.5-1")
     with pytest.raises(DgqaError, match="--capture_resize must satisfy"):
         ClassifierTrainConfig(train_dataset="x", output_dir="y", capture_jpeg="50-95", capture_resize="0-1")
+    with pytest.raises(DgqaError, match=r"--capture_share must be in \(0, 1\], got 1.5"):
+        ClassifierTrainConfig(train_dataset="x", output_dir="y", capture_jpeg="50-95", capture_share=1.5)
+    with pytest.raises(DgqaError, match="--capture_share needs --capture_jpeg"):
+        ClassifierTrainConfig(train_dataset="x", output_dir="y", capture_share=0.5)
 
 
 def test_class_weights_balance_the_classes():
@@ -68,7 +85,8 @@ def test_capture_classifier_leaves_its_confusion_for_the_corrected_rule(tmp_path
     out = tmp_path / "cls"
     extra = ["--epochs", "2", "--num_workers", "0", "--eval_fraction", "0.25", "--capture_jpeg", "60-90", "--balance_classes"]
     metrics = main(base_args(source, out, *extra))
-    assert metrics["capture"] == {"jpeg": (60.0, 90.0), "resize": None, "seed": 0} and metrics["balance_classes"]
+    assert metrics["capture"] == {"jpeg": (60.0, 90.0), "resize": None, "seed": 0, "share": 1.0}
+    assert metrics["balance_classes"]
     held = json.loads((out / "confusion.json").read_text())
     assert held["counts"] == metrics["confusion"] and held["images"] == 8 == metrics["eval_images"]
     assert held["capture"]["jpeg"] == [60, 90] and "eval_fraction 0.25" in held["dataset"]
