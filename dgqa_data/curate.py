@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from dgqa_data import __version__
 from dgqa_data.cards import card_metadata
 from dgqa_data.errors import DgqaError
-from dgqa_data.hub_folder import HubFolderWriter, render_card, write_json
+from dgqa_data.hub_folder import HubFolderWriter, json_text, render_card
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
 from dgqa_data.subsets import SourceFolder
@@ -722,7 +722,7 @@ def write_curated(
             record["upsampled_rows"] = sum(upsampled.values())
             record["upsampled_per_type"] = dict(sorted(upsampled.items()))
         card = curated_card(src, name, record, writer.parts(), dict(writer.counts), counts, namespace)
-        writer.finish(card, {"curation.json": write_json(record)})
+        writer.finish(card, {"curation.json": json_text(record)})
     return CurateReport(out, name, record["rows"], counts, src.index_only or to_index)
 
 

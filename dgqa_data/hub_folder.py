@@ -515,7 +515,7 @@ def read_card_metadata(path: str | Path) -> dict[str, Any]:
     return parse_card(card.read_text(encoding="utf-8"))[0]
 
 
-def write_json(obj: Any) -> str:
+def json_text(obj: Any) -> str:
     """Stable, readable JSON for files stored beside the data."""
     return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from dgqa_data.cards import INDEX_ONLY_BEGIN, INDEX_ONLY_END
 from dgqa_data.corpora.base import CorpusError, Skip, find_corpus, safe_path
 from dgqa_data.errors import DgqaError
-from dgqa_data.hub_folder import HubFolderWriter, parse_card, render_card, write_json
+from dgqa_data.hub_folder import HubFolderWriter, json_text, parse_card, render_card
 from dgqa_data.paths import check_output
 from dgqa_data.subsets import BATCH_ROWS, SourceFolder, SubsetError
 
@@ -164,7 +164,7 @@ def hydrate(
                 extra[p.relative_to(src.folder).as_posix()] = p
         if "subset.json" in extra:
             info = json.loads(Path(extra["subset.json"]).read_text(encoding="utf-8"))
-            extra["subset.json"] = write_json({**info, "index_only": False})
+            extra["subset.json"] = json_text({**info, "index_only": False})
         writer.finish(card, extra)
     return HydrateReport(target, dict(writer.counts))
 

@@ -41,7 +41,7 @@ from dgqa_data import __version__
 from dgqa_data.cards import subset_card
 from dgqa_data.corpora.base import find_corpus
 from dgqa_data.errors import DgqaError, at_least
-from dgqa_data.hub_folder import HubFolderWriter, read_card_metadata, write_json
+from dgqa_data.hub_folder import HubFolderWriter, json_text, read_card_metadata
 from dgqa_data.paths import check_output
 from dgqa_data.schema import DISTORTION_NAMES
 from dgqa_data.selection import Selection, plot_selection
@@ -300,7 +300,7 @@ def write_subset(
             "index_only": index_only,
             "dgqa_version": __version__,
         }
-        extra: dict[str, str | bytes | Path] = {"subset.json": write_json(info)}
+        extra: dict[str, str | bytes | Path] = {"subset.json": json_text(info)}
         with tempfile.TemporaryDirectory() as tmp:
             if kind == "selection":
                 extra["selection.json"] = selection.to_json()
