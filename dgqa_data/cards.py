@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from dgqa_data import __version__
-from dgqa_data.corpora.base import find_corpus
 from dgqa_data.hub_folder import configs_yaml, render_card, size_category
 from dgqa_data.schema import DISTORTION_NAMES, GROUP_OF
 
@@ -123,6 +122,7 @@ def subset_card(
         index_only: the images are stored as paths + sha256.
         namespace: the Hub namespace of ``load_dataset("<namespace>/<name>")``.
     """
+    from dgqa_data.corpora.base import find_corpus  # every corpus module: only subsets need them
     from dgqa_data.selection import format_table
 
     source_pretty = source_metadata.get("pretty_name") or source

@@ -283,8 +283,46 @@ def synth_features() -> datasets.Features:
     return feats
 
 
-def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan, skipped: list[dict[str, str]]):
-    """Rows of one shard; with ``plan.skip_bad`` an unreadable reference goes to ``skipped`` instead."""
+def _in_order(pool: ThreadPoolExecutor | None, fn: Callable, items: Sequence, ahead: int):
+    """``map(fn, items)``, run by ``pool``'s threads with at most ``ahead`` items in flight (bounded
+    memory), results in the order of ``items``; without a pool, in this thread."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # closed early (an error downstream, Ctrl-C): queued items are dropped, not run
+        for fut in pending:
+            fut.cancel()
+
+
+#: Images distorted ahead of the one being written (a bound on the memory the threads hold).
+DISTORT_AHEAD = 4
+
+
+def distort_threads() -> int:
+    """Threads that distort in one process: two where two cores are free to this process. OpenCV and
+    NumPy release the GIL in the distortions' filters and arithmetic, so a second thread distorts at
+    about 1.8x the rate of one (``benchmarks/synth_throughput.py``); more processes: ``--num-proc``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(2, cores)
+
+
+def _shard_rows(
+    shard: int,
+    refs: Sequence[Reference],
+    plan: SynthPlan,
+    skipped: list[dict[str, str]],
+    pool: ThreadPoolExecutor | None = None,
+):
+    """Rows of one shard; with ``plan.skip_bad`` an unreadable reference goes to ``skipped`` instead.
+    With ``pool``, its threads distort (results in order: the bytes do not depend on the threads)."""
     from dgqa_data.distortions import distort_with_draws, seed_for
 
     ext = plan.encoding
@@ -302,19 +340,26 @@ def _shard_rows(shard: int, refs: Sequence[Reference], plan: SynthPlan, skipped:
                 f"reference {ref.ref_id}: {reason} (use --skip-bad to record and skip it)"
             ) from None
         stem = ref.stem
-        for tid, level in jobs_for(ref_no, ref, plan):
+
+        def make(job: tuple[int, int], ref: Reference = ref, pristine: np.ndarray = pristine, stem: str = stem):
+            tid, level = job
             if tid == 0:
                 img, draws, seed, name = pristine, {}, 0, f"{stem}.{ext}"
             else:
                 seed = seed_for(ref.ref_id, tid, level, plan.seed)
                 img, draws = distort_with_draws(pristine, tid, level, seed)
                 name = f"{stem}_{tid:02d}_{level:02d}.{ext}"
-            yield ref, tid, level, seed, draws, name, img, pristine
+            return img, draws, seed, name, _label(plan.labels, tid, level, img, pristine)
+
+        jobs = jobs_for(ref_no, ref, plan)
+        for (tid, level), (img, draws, seed, name, mos) in zip(jobs, _in_order(pool, make, jobs, DISTORT_AHEAD)):
+            yield ref, tid, level, seed, draws, name, img, mos
 
 
 def synth_images(refs: Sequence[Reference], plan: SynthPlan):
     """Every image ``plan`` makes of ``refs``, in order, as one shard makes them: yields
-    ``(ref, type, level, seed, draws, name, image, pristine)``; an unreadable reference raises."""
+    ``(ref, type, level, seed, draws, name, image, label)`` (the label of ``plan.labels``, None for
+    ``none``); an unreadable reference raises."""
     whole = replace(plan, refs_per_shard=max(1, len(refs)), skip_bad=False)
     yield from _shard_rows(0, refs, whole, [])
 
@@ -415,17 +460,13 @@ class _Background:
 
 
 def _warm_imports() -> None:
-    """Import, in the background thread while the first images are distorted, what the distortions'
-    tone curves (scipy.interpolate), the writing of a shard and the card need (datasets, pyarrow,
-    the card templates): a second or more of start-up. The main thread has imported everything
-    else it needs before (:func:`_main_thread_imports`); a first tone curve reached before scipy is
-    in waits for it, holding no import lock of its own, so no two threads can deadlock importing."""
-    import importlib
-
-    importlib.import_module("scipy.interpolate")  # first: the only one the distorting thread may wait for
+    """Import, in the background thread while the first images are distorted, what the writing of
+    a shard and the card need (datasets, pyarrow, the card templates): half a second of start-up.
+    The main thread has imported everything the distortions need before
+    (:func:`_main_thread_imports`), so no two threads import the same modules."""
     import pyarrow.parquet  # noqa: F401
 
-    import dgqa_data.cards  # noqa: F401  (datasets, hub_folder, the corpora)
+    import dgqa_data.cards  # noqa: F401  (datasets, hub_folder, the templates)
 
     _arrow_schema()
 
@@ -451,9 +492,8 @@ def _write_table(rows: list[dict], path: Path, encoding: str) -> None:
 
 
 def _main_thread_imports(labels: str) -> None:
-    """What the distorting thread imports, imported before a :class:`_Background` starts importing
-    (two threads importing modules that import each other can deadlock); scipy.interpolate is the
-    background thread's (see :func:`_warm_imports`)."""
+    """What the distorting threads import, imported before a :class:`_Background` starts importing
+    (two threads importing modules that import each other can deadlock)."""
     import dgqa_data.distortions  # noqa: F401
     import dgqa_data.images  # noqa: F401
 
@@ -473,6 +513,7 @@ def _write_shard(
     work: Path,
     num_shards: int,
     background: _Background | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> int:
     """Generate one shard into ``work`` (atomically); returns the rows generated.
 
@@ -490,8 +531,7 @@ def _write_shard(
     bg = _Background() if own else background
     try:
         rows, images, skipped = [], [], []
-        for ref, tid, level, seed, draws, name, img, pristine in _shard_rows(shard, refs, plan, skipped):
-            mos = _label(plan.labels, tid, level, img, pristine)
+        for ref, tid, level, seed, draws, name, img, mos in _shard_rows(shard, refs, plan, skipped, pool):
             images.append(bg.submit(_encode, img, plan.encoding, nbytes=img.nbytes))
             rows.append(image_row(plan, ref, tid, level, seed, draws, name, None, mos))  # bytes: below
         bg.submit(_finish_shard, final, empty, rows, images, skipped, plan.encoding, work, shard)
@@ -543,14 +583,19 @@ def _record_skipped(work: Path, shard: int, skipped: list[dict[str, str]]) -> No
 
 
 def _write_shard_files(
-    shard: int, refs: Sequence[Reference], plan: SynthPlan, work: Path, num_shards: int
+    shard: int,
+    refs: Sequence[Reference],
+    plan: SynthPlan,
+    work: Path,
+    num_shards: int,
+    pool: ThreadPoolExecutor | None = None,
 ) -> int:
     """``--format kadis-files``: ``dist_imgs/<stem>_<TT>_<LL>.bmp`` as the official script names them."""
     marker = work / ".done" / f"shard-{shard:05d}"
     if marker.exists():
         return 0
     n, skipped = 0, []
-    for _ref, tid, _level, _seed, _draws, name, img, _pristine in _shard_rows(shard, refs, plan, skipped):
+    for _ref, tid, _level, _seed, _draws, name, img, _mos in _shard_rows(shard, refs, plan, skipped, pool):
         if tid == 0:
             continue
         dest = work / "dist_imgs" / name
@@ -686,22 +731,29 @@ def synthesize(
         ) as pool:
             for s, _ in zip(mine, pool.map(_worker_shard, mine)):
                 bar.update(size(s))
-    elif fmt == "dataset":  # the next shard is distorted while the previous one is encoded and written
+    else:  # one process: threads distort; the next shard is distorted while the last is encoded and written
         _main_thread_imports(cfg.labels)
-        background = _Background()
+        threads = distort_threads()
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="dgqa-distort") if threads > 1 else None
+        background = _Background() if fmt == "dataset" else None
         try:
             for s in mine:
-                _write_shard(s, refs, cfg, work, total_shards, background)
+                if background is not None:
+                    _write_shard(s, refs, cfg, work, total_shards, background, pool)
+                else:
+                    _write_shard_files(s, refs, cfg, work, total_shards, pool)
                 bar.update(size(s))
-            background.wait()
+            if background is not None:
+                background.wait()
         except BaseException:
-            background.close(finish=False)
+            if background is not None:
+                background.close(finish=False)
             raise
-        background.close()
-    else:
-        for s in mine:
-            writer(s, refs, cfg, work, total_shards)
-            bar.update(size(s))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if background is not None:
+            background.close()
     bar.close()
     return _finalize(work, out, cfg, fmt, refs, total_shards)
 

@@ -123,13 +123,27 @@ def curves_scalar(x: np.ndarray, c: float) -> np.ndarray:
 
 
 def curves_pair(x: np.ndarray, c1: float, c2: float) -> np.ndarray:
-    """``curves(x, [c1 c2])``: not-a-knot cubic through x=[0,.3,.5,.7,1], y=[0,c1,.5,c2,1], clipped."""
-    # imported here: scipy.interpolate is a third of a second of start-up, which synth imports
-    # beside the first distortions (dgqa_data.synth._warm_imports)
-    from scipy.interpolate import CubicSpline
+    """``curves(x, [c1 c2])``: not-a-knot cubic through x=[0,.3,.5,.7,1], y=[0,c1,.5,c2,1], clipped.
 
-    spline = CubicSpline([0.0, 0.3, 0.5, 0.7, 1.0], [0.0, c1, 0.5, c2, 1.0], bc_type="not-a-knot")
-    return np.clip(spline(x), 0.0, 1.0)
+    Not-a-knot makes the pieces on either side of 0.3 one cubic, and those on either side of 0.7
+    another: the spline is two cubics, ``p`` on [0, 0.5] and ``q`` on [0.5, 1], each through its three
+    points and meeting at 0.5 with equal first and second derivatives (8 equations, 8 coefficients;
+    equal to scipy's ``CubicSpline(..., bc_type="not-a-knot")`` to rounding, without its start-up).
+    """
+    rows, rhs = [], []
+    for xi, yi in ((0.0, 0.0), (0.3, c1), (0.5, 0.5)):  # p(x) = sum p_k x^k
+        rows.append([1.0, xi, xi**2, xi**3, 0, 0, 0, 0])
+        rhs.append(yi)
+    for ti, yi in ((0.0, 0.5), (0.2, c2), (0.5, 1.0)):  # q(x) = sum q_k (x - 0.5)^k
+        rows.append([0, 0, 0, 0, 1.0, ti, ti**2, ti**3])
+        rhs.append(yi)
+    rows.append([0, 1.0, 1.0, 0.75, 0, -1.0, 0, 0])  # p'(0.5) = q'(0.5)
+    rows.append([0, 0, 2.0, 3.0, 0, 0, -2.0, 0])  # p''(0.5) = q''(0.5)
+    rhs += [0.0, 0.0]
+    p0, p1, p2, p3, q0, q1, q2, q3 = np.linalg.solve(np.array(rows), np.array(rhs))
+    t = x - 0.5
+    y = np.where(x <= 0.5, p0 + x * (p1 + x * (p2 + x * p3)), q0 + t * (q1 + t * (q2 + t * q3)))
+    return np.clip(y, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------------

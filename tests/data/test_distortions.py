@@ -20,7 +20,7 @@ from dgqa_data.distortions import (
     seed_for,
 )
 from dgqa_data.distortions.blur import disk_kernel, motion_kernel
-from dgqa_data.distortions.common import rgb2ycbcr
+from dgqa_data.distortions.common import curves_pair, rgb2ycbcr
 from dgqa_data.distortions.spatial import keys_warp, multithresh_bins, pixelate_indices
 from dgqa_data.schema import DISTORTION_GROUPS, DISTORTION_NAMES
 
@@ -481,3 +481,15 @@ def test_contrast_change_follows_the_table(photo):
     assert (
         abs(out[round(0.1 * 255)] / 255 - 0.057) < 0.006 and abs(out[round(0.9 * 255)] / 255 - 0.943) < 0.006
     )
+
+
+@pytest.mark.parametrize("c1, c2", [(0.25, 0.75), (0.05, 0.95), (0.4, 0.6), (0.0, 1.0)])
+def test_the_contrast_curve_is_the_not_a_knot_spline(c1, c2):
+    """The numpy two-cubic form of MATLAB's ``spline`` equals scipy's not-a-knot CubicSpline."""
+    from scipy.interpolate import CubicSpline
+
+    x = np.linspace(0.0, 1.0, 20001)
+    spline = CubicSpline([0.0, 0.3, 0.5, 0.7, 1.0], [0.0, c1, 0.5, c2, 1.0], bc_type="not-a-knot")
+    got = curves_pair(x, c1, c2)
+    assert np.abs(got - np.clip(spline(x), 0.0, 1.0)).max() < 1e-13
+    assert got[[0, 6000, 10000, 14000, 20000]] == pytest.approx([0.0, c1, 0.5, c2, 1.0], abs=1e-12)

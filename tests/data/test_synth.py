@@ -96,6 +96,23 @@ def test_byte_identical_whatever_the_process_count(refs, tmp_path):
         assert data == (two / "data" / name).read_bytes() == (tmp_path / "sched" / "data" / name).read_bytes()
 
 
+def test_threads_that_distort_change_no_byte(refs, tmp_path, monkeypatch):
+    """Every type, distorted and labelled by 1 thread and by 3 (results taken in order, 4 ahead)."""
+    import dgqa_data.synth as synth
+
+    kw = {"plan": "full", "levels": [3], "labels": "ms-ssim", "refs_per_shard": 2, "progress": False}
+    outs = {}
+    for n in (1, 3):
+        monkeypatch.setattr(synth, "distort_threads", lambda n=n: n)
+        outs[n] = synthesize(refs, tmp_path / f"t{n}", **kw)
+    files = sorted(p.name for p in (outs[1] / "data").iterdir())
+    assert files == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    assert all((outs[1] / "data" / f).read_bytes() == (outs[3] / "data" / f).read_bytes() for f in files)
+    rows = load(outs[3])
+    assert len(rows) == 4 * 26 and sorted(set(rows["distortion_type"])) == list(range(26))
+    assert all(1 <= m <= 5 for m in rows["mos"])
+
+
 def test_resume_skips_finished_shards_and_checks_the_plan(refs, tmp_path):
     kw = {"plan": "full", "types": [1], "levels": [1], "refs_per_shard": 2, "progress": False}
     assert synthesize(refs, tmp_path / "r", num_shards=2, shard_index=0, **kw) is None
