@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +141,29 @@ def parquet_config_info(folder: Path, entry: dict[str, Any]) -> dict[str, Any] |
 FINGERPRINT_PREFIX = "dgqa content sha256:"
 
 
+@lru_cache(maxsize=4096)
+def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(2**22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, remembered while its path, size, mtime and inode stay the same (a
+    writer that hashes each file as it finishes it leaves the card's fingerprint little to read)."""
+    st = path.stat()
+    return _file_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 def content_fingerprint(folder: Path, entry: dict[str, Any]) -> str:
-    """sha256 over the names and bytes of every file a card config names (split by split)."""
+    """sha256 over the names and the sha256 of the bytes of every file a card config names (split by
+    split)."""
     digest = hashlib.sha256()
     for split, files in sorted(config_files(folder, entry).items()):
         for f in files:
-            digest.update(f"{split}\0{f.relative_to(folder).as_posix()}\0".encode())
-            with f.open("rb") as fh:
-                while chunk := fh.read(2**22):
-                    digest.update(chunk)
+            digest.update(f"{split}\0{f.relative_to(folder).as_posix()}\0{file_digest(f)}\0".encode())
     return digest.hexdigest()
 
 

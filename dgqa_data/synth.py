@@ -407,10 +407,11 @@ def _label(labels: str, tid: int, level: int, img: np.ndarray, pristine: np.ndar
 
 
 class _Background:
-    """One thread beside the distortions that encodes images and writes finished shards, in order.
+    """One thread beside the distortions that writes finished shards, in order, and encodes the
+    images where no distorting threads do (a worker process, one core).
 
-    zlib, libwebp and the parquet writer release the GIL, so on a second core the encoding and the
-    writing cost no time on the first, which distorts; one thread (and the order it keeps) makes
+    ISA-L, libwebp and the parquet writer release the GIL, so on a second core the encoding and the
+    writing cost little time on the first, which distorts; one thread (and the order it keeps) makes
     every shard's bytes the same as writing it inline. Its first job imports what the writing needs
     (:func:`_warm_imports`), again beside the distortions. At most ``max_bytes`` of images wait: a
     distortion that outruns the encoder waits for it. A failure is raised in the caller, at the next
@@ -532,7 +533,10 @@ def _write_shard(
     try:
         rows, images, skipped = [], [], []
         for ref, tid, level, seed, draws, name, img, mos in _shard_rows(shard, refs, plan, skipped, pool):
-            images.append(bg.submit(_encode, img, plan.encoding, nbytes=img.nbytes))
+            if pool is not None:  # encoded by the distorting threads (queued behind the distortions ahead)
+                images.append(pool.submit(_encode, img, plan.encoding))
+            else:
+                images.append(bg.submit(_encode, img, plan.encoding, nbytes=img.nbytes))
             rows.append(image_row(plan, ref, tid, level, seed, draws, name, None, mos))  # bytes: below
         bg.submit(_finish_shard, final, empty, rows, images, skipped, plan.encoding, work, shard)
         if own:
@@ -567,6 +571,9 @@ def _finish_shard(
     _write_table(rows, tmp, encoding)
     _record_skipped(work, shard, skipped)  # before the shard counts as done
     tmp.rename(final)
+    from dgqa_data.hub_folder import file_digest
+
+    file_digest(final)  # hashed now, beside the next shard's distortions, not in the card's fingerprint
 
 
 def _empty_marker(work: Path, shard: int) -> Path:
@@ -953,7 +960,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="references per shard, the unit of resume and distribution (default: about 16 shards, "
         "at most 32 references each)",
     )
-    p.add_argument("--num-proc", type=at_least(1), default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--num-proc",
+        type=at_least(1),
+        default=1,
+        help="worker processes (default 1: one process, distorting on two threads where two cores are free)",
+    )
     p.add_argument("--num-shards", type=at_least(1), default=None, help="split the work for a scheduler")
     p.add_argument("--shard-index", type=at_least(0), default=None)
     p.add_argument("--limit", type=at_least(1), default=None, help="use only the first N references")
