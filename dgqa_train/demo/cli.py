@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         choices=RECIPES,
         default="capture",
         help="domain classifier recipe: capture (default: JPEG at quality 50-95 after each synthetic "
-        "distortion, class-balanced loss) or paper (neither)",
+        "distortion, class-balanced loss), mixed (the same on a drawn half of the images) or paper (neither)",
     )
     p.add_argument(
         "--classifier",

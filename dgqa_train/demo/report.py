@@ -28,12 +28,14 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
     accs = [m["epochs"][-1]["eval_accuracy"] for m in runs]
     selections = {r: Selection.load(demo.out / "selection" / r / "selection.json") for r in DEMO_RULES}
     subsets = json.loads((demo.out / "subsets.json").read_text())
-    recipe = (
-        "capture-aware recipe: each training and held-out image JPEG-encoded at a quality drawn from 50-95 after "
-        "its synthetic distortion (`--capture_jpeg 50-95`), class-balanced loss (`--balance_classes`)"
-        if demo.s.recipe == "capture"
-        else "the paper's recipe (no capture augmentation, no class balancing)"
-    )
+    recipe = {
+        "capture": "capture-aware recipe: each training and held-out image JPEG-encoded at a quality drawn from "
+        "50-95 after its synthetic distortion (`--capture_jpeg 50-95`), class-balanced loss (`--balance_classes`)",
+        "mixed": "mixed capture recipe: a drawn half of the training and held-out images JPEG-encoded at a "
+        "quality drawn from 50-95 after its synthetic distortion, the other half as synthesised (`--capture_jpeg "
+        "50-95 --capture_share 0.5`), class-balanced loss (`--balance_classes`)",
+        "paper": "the paper's recipe (no capture augmentation, no class balancing)",
+    }[demo.s.recipe]
     lines = [
         "# dgqa demo report",
         "",

@@ -185,6 +185,11 @@ def test_the_classifier_setting_decides_how_the_classifier_trains(tmp_path):
     assert tuned.capture_jpeg == "50-95" and tuned.balance_classes and tuned.features == "multilevel"
     fast = Demo(tmp_path / "c", DemoSettings(fast=True, classifier="finetune")).classifier_config(0, tmp_path)
     assert (fast.epochs, fast.crop_size) == (1, 128)
+    assert frozen.capture.share == 1.0 and frozen.capture.jpeg == (50, 95)
+    mixed = Demo(tmp_path / "d", DemoSettings(recipe="mixed")).classifier_config(0, tmp_path)
+    assert mixed.capture.share == 0.5 and mixed.capture.jpeg == (50, 95) and mixed.balance_classes
+    paper = Demo(tmp_path / "e", DemoSettings(recipe="paper")).classifier_config(0, tmp_path)
+    assert paper.capture is None and not paper.balance_classes
     with pytest.raises(DemoError, match="demo classifier must be one of frozen, finetune, got 'fine-tune'"):
         DemoSettings(classifier="fine-tune")
 
