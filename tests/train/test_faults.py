@@ -585,16 +585,18 @@ def test_ctrl_c_twice_stops_synth_quickly_and_resume_works(tmp_path):
 
     src = tmp_path / "src"
     src.mkdir()
-    for i, crop in enumerate(reference_crops(size=(192, 192), per_photo=1)[:6]):
+    for i, crop in enumerate(reference_crops(size=(256, 256), per_photo=2)[:12]):
         (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
+    # 12 shards (JPEG 2000 is the slowest codec): Ctrl-C comes when the first is written, long before the last
     cmd = [sys.executable, "-m", "dgqa_train.cli", "synth", "--source", str(src), "--out", str(tmp_path / "o"),
-           "--num-proc", "2", "--refs-per-shard", "1", "--types", "1,2,3,10,11", "--levels", "1,3,5"]  # fmt: skip
+           "--num-proc", "2", "--refs-per-shard", "1", "--types", "1,2,3,9,10,11", "--levels", "1,3,5"]  # fmt: skip
     # a terminal's Ctrl-C goes to the whole foreground process group: the parent and its workers
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while len(_children(proc.pid)) < 3 and time.time() < deadline:  # resource tracker + 2 workers
         time.sleep(0.2)
-    time.sleep(2)
+    while not list(tmp_path.glob(".o.partial/data/train-*.parquet")) and time.time() < deadline:
+        time.sleep(0.05)
     workers = _children(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.3)
