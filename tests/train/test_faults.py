@@ -615,3 +615,36 @@ def test_ctrl_c_twice_stops_synth_quickly_and_resume_works(tmp_path):
     assert not (tmp_path / "o").exists()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # the same command resumes
     assert done.returncode == 0 and (tmp_path / "o" / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_threaded_synth_and_the_resume_is_byte_identical(tmp_path):
+    """One process distorting on two threads: Ctrl-C after its first shard ends it at once (exit 130,
+    no traceback, no output); the resume finishes with the bytes of an uninterrupted 2-process run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, crop in enumerate(reference_crops(size=(256, 256), per_photo=1)[:6]):
+        (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
+    flags = ["--refs-per-shard", "1", "--types", "1,2,3,9,10,11", "--levels", "1,3,5"]
+    cmd = [sys.executable, "-m", "dgqa_data", "synth", "--source", str(src), "--out", str(tmp_path / "o"), *flags]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".o.partial/data/train-*.parquet")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=15) == 130
+    assert "Traceback" not in proc.stderr.read().decode()
+    assert not (tmp_path / "o").exists() and len(list(tmp_path.glob(".o.partial/data/train-*.parquet"))) < 6
+    assert subprocess.run(cmd, capture_output=True, env=env, timeout=300).returncode == 0  # resumes
+    ref = [sys.executable, "-m", "dgqa_data", "synth", "--source", str(src), "--out", str(tmp_path / "ref")]
+    assert subprocess.run([*ref, *flags, "--num-proc", "2"], capture_output=True, env=env, timeout=300).returncode == 0
+    files = sorted(p.name for p in (tmp_path / "ref" / "data").glob("*.parquet"))
+    assert len(files) == 6
+    assert all((tmp_path / "o" / "data" / f).read_bytes() == (tmp_path / "ref" / "data" / f).read_bytes() for f in files)
