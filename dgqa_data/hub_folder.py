@@ -142,7 +142,7 @@ FINGERPRINT_PREFIX = "dgqa content sha256:"
 
 
 @lru_cache(maxsize=4096)
-def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
+def _file_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(2**22):
@@ -151,10 +151,10 @@ def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, remembered while its path, size, mtime and inode stay the same (a
+    """sha256 of a file's bytes, remembered while its path, size, times and inode stay the same (a
     writer that hashes each file as it finishes it leaves the card's fingerprint little to read)."""
     st = path.stat()
-    return _file_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    return _file_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def content_fingerprint(folder: Path, entry: dict[str, Any]) -> str:
