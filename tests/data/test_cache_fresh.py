@@ -138,3 +138,19 @@ def test_a_card_without_fingerprints_is_read_from_its_files(shots, tmp_path):
     mos = pa.array([new[i] for i in table.column("image_id").to_pylist()], pa.float32())
     pq.write_table(table.set_column(table.schema.get_field_index("mos"), "mos", mos), shard)
     assert load_folder_or_hub(out)["train"].sort("image_id")["mos"] == by_name(SECOND)
+
+
+def test_a_file_rewritten_with_the_same_size_gets_a_new_digest(tmp_path):
+    """The remembered sha256 of a shard (synth hashes each as it lands) never outlives its bytes."""
+    import hashlib
+
+    from dgqa_data.hub_folder import file_digest
+
+    shard = tmp_path / "train-00000-of-00001.parquet"
+    for content in (b"labels v1 " * 1000, b"labels v2 " * 1000):
+        tmp = tmp_path / "shard.tmp"
+        tmp.write_bytes(content)
+        tmp.rename(shard)  # how every writer replaces a file
+        assert file_digest(shard) == hashlib.sha256(content).hexdigest()
+    shard.write_bytes(b"labels v3 " * 1000)  # rewritten in place, same size
+    assert file_digest(shard) == hashlib.sha256(b"labels v3 " * 1000).hexdigest()
