@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -348,25 +349,41 @@ def _running(pid: int) -> bool:
         return False
 
 
+#: Flags of a synth of 12 one-reference shards of slow types (JPEG 2000, jitter): seconds of work left
+#: when its first shard lands, so a test can interrupt it mid-run on any machine.
+SLOW_SYNTH = ["--refs-per-shard", "1", "--types", "9,19"]
+
+
+def _slow_synth_source(tmp_path: Path) -> Path:
+    """12 references of 384x384 for :data:`SLOW_SYNTH`."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, crop in enumerate(reference_crops(size=(384, 384), per_photo=2)[:12]):
+        (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
+    return src
+
+
+def _wait_for_first_shard(tmp_path: Path, out: str = "o", timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not list(tmp_path.glob(f".{out}.partial/data/train-*.parquet")) and time.time() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_synth_workers_die_with_a_killed_parent(tmp_path):
     import os
     import signal
     import subprocess
     import sys
-    import time
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, crop in enumerate(reference_crops(size=(192, 192), per_photo=1)[:6]):
-        (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
+    src = _slow_synth_source(tmp_path)
     cmd = [sys.executable, "-m", "dgqa_train.cli", "synth", "--source", str(src), "--out", str(tmp_path / "o"),
-           "--num-proc", "2", "--refs-per-shard", "1"]  # fmt: skip
+           "--num-proc", "2", *SLOW_SYNTH]  # fmt: skip
     parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while len(_children(parent.pid)) < 2 and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(3)  # let the pool start working
+    _wait_for_first_shard(tmp_path)  # the pool is working
     workers = _children(parent.pid)
     assert workers, "no worker processes seen"
     os.kill(parent.pid, signal.SIGKILL)
@@ -581,22 +598,16 @@ def test_ctrl_c_twice_stops_synth_quickly_and_resume_works(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, crop in enumerate(reference_crops(size=(384, 384), per_photo=2)[:12]):
-        (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
-    # 12 shards of JPEG 2000 and jitter (slow ones): Ctrl-C comes when the first is written, seconds before the last
+    src = _slow_synth_source(tmp_path)  # Ctrl-C comes when the first shard is written, seconds before the last
     cmd = [sys.executable, "-m", "dgqa_train.cli", "synth", "--source", str(src), "--out", str(tmp_path / "o"),
-           "--num-proc", "2", "--refs-per-shard", "1", "--types", "9,19"]  # fmt: skip
+           "--num-proc", "2", *SLOW_SYNTH]  # fmt: skip
     # a terminal's Ctrl-C goes to the whole foreground process group: the parent and its workers
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while len(_children(proc.pid)) < 3 and time.time() < deadline:  # resource tracker + 2 workers
         time.sleep(0.2)
-    while not list(tmp_path.glob(".o.partial/data/train-*.parquet")) and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for_first_shard(tmp_path)
     workers = _children(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.3)
@@ -625,20 +636,13 @@ def test_ctrl_c_stops_a_threaded_synth_and_the_resume_is_byte_identical(tmp_path
     import signal
     import subprocess
     import sys
-    import time
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i, crop in enumerate(reference_crops(size=(384, 384), per_photo=2)[:12]):
-        (src / f"r{i}.png").write_bytes(encode(crop, "PNG"))
-    # 12 shards of JPEG 2000 and jitter (slow ones): seconds of work left when the first shard lands
-    flags = ["--refs-per-shard", "1", "--types", "9,19"]
+    src = _slow_synth_source(tmp_path)
+    flags = SLOW_SYNTH
     cmd = [sys.executable, "-m", "dgqa_data", "synth", "--source", str(src), "--out", str(tmp_path / "o"), *flags]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.time() + 60
-    while not list(tmp_path.glob(".o.partial/data/train-*.parquet")) and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for_first_shard(tmp_path)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=15) == 130
     assert "Traceback" not in proc.stderr.read().decode()
