@@ -150,10 +150,10 @@ def _file_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int)
     return digest.hexdigest()
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, remembered while its path, size, times and inode stay the same (a
-    writer that hashes each file as it finishes it leaves the card's fingerprint little to read)."""
-    st = path.stat()
+def file_digest(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, remembered while its path, size, times and inode stay the same
+    (a writer that hashes each file as it finishes it leaves the card's fingerprint little to read)."""
+    st = os.stat(path)
     return _file_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 

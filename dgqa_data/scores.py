@@ -7,7 +7,6 @@ seed, ...). Reading and writing it needs no model, so selection runs without tor
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +27,6 @@ SCORES_META = "scores.json"
 #: (``train_prior``); copied into the ``scores.json`` of every target it scores, so that the
 #: ``dgqa-corrected`` rule needs nothing but the scores folder.
 CONFUSION_FILE = "confusion.json"
-
-
-def sha256_file(path: str | Path, chunk: int = 2**20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -13,7 +13,6 @@ checkpoint folder is unpickled as code).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -25,6 +24,7 @@ from typing import Any
 
 from dgqa_data.atomic import write_json
 from dgqa_data.errors import DgqaError, MissingInputError
+from dgqa_data.hub_folder import file_digest
 
 STATE_FILE = "dgqa_state.json"
 #: Complete checkpoints kept per run (older ones are removed once a newer one is complete).
@@ -100,11 +100,7 @@ def file_records(folder: Path) -> dict[str, dict[str, Any]]:
     for p in sorted(folder.rglob("*")):
         name = p.relative_to(folder).as_posix()
         if p.is_file() and name != STATE_FILE and not p.name.startswith("."):
-            digest = hashlib.sha256()
-            with p.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            records[name] = {"size": p.stat().st_size, "sha256": digest.hexdigest()}
+            records[name] = {"size": p.stat().st_size, "sha256": file_digest(p)}
     return records
 
 

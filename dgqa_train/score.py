@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 
 from dgqa_data import __version__
 from dgqa_data.errors import DgqaError, MissingInputError, at_least
+from dgqa_data.hub_folder import file_digest
 from dgqa_data.paths import check_output, run_lock
 from dgqa_data.schema import NUM_CLASSES
-from dgqa_data.scores import CONFUSION_FILE, SCORES_FILE, SCORES_META, Scores, sha256_file
+from dgqa_data.scores import CONFUSION_FILE, SCORES_FILE, SCORES_META, Scores
 from dgqa_data.scores import write_scores as _write  # the table lives in the data layer
 from dgqa_data.selection import check_held_out
 from dgqa_data.versions import library_versions
@@ -69,7 +70,7 @@ def load_classifier(path: str | Path) -> tuple[IQAModel, dict[str, Any]]:
         )
     identity = {
         "path": str(p.resolve()),
-        "sha256": sha256_file(weights),
+        "sha256": file_digest(weights),
         "format": fmt,
         "backbone": model.config.backbone,
     }

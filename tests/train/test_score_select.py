@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dgqa_data.scores import load_scores, sha256_file
+from dgqa_data.hub_folder import file_digest
+from dgqa_data.scores import load_scores
 from dgqa_train.data import CropDataset, load_iqa_dataset, norm_tensors, to_model_input
 from dgqa_train.models import build_model, save_model
 from dgqa_train.official import official_resnet50_key_map
@@ -95,7 +96,7 @@ def test_score_averages_crop_logits(tmp_path, tiny_classifier, target7) -> None:
     meta = json.loads((tmp_path / "s" / "scores.json").read_text())
     assert (
         meta["classifier"]["sha256"]
-        == sha256_file(tiny_classifier / "model.safetensors")
+        == file_digest(tiny_classifier / "model.safetensors")
         == identity["sha256"]
     )
     assert (meta["crops"], meta["crop_size"], meta["seed"], meta["num_images"]) == (5, CROP, 4, 7)
@@ -139,7 +140,7 @@ def test_score_official_checkpoint(tmp_path, target7) -> None:
         expected = model(to_model_input(x, *norm_tensors(model, torch.device("cpu")))).numpy()
     np.testing.assert_allclose(result.logits, expected, rtol=1e-4, atol=1e-4)
     assert result.meta["classifier"]["format"] == "official-dgqa"
-    assert result.meta["classifier"]["sha256"] == sha256_file(path)
+    assert result.meta["classifier"]["sha256"] == file_digest(path)
 
 
 def test_regressor_is_not_a_classifier(tmp_path) -> None:
