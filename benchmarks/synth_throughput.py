@@ -13,8 +13,8 @@ Prints both rates and two ratios per round and their medians: wall clock (comman
 rate, as slow as the machine is busy); CPU (loop CPU / command CPU: all the work of each, every
 thread of the command included). The loop runs on one thread; the command distorts and encodes on
 ``dgqa_data.synth.distort_threads()`` threads (two on a 2-core machine) and writes on one more, so
-its wall ratio can exceed its CPU ratio. Then a breakdown of where the command's time goes (one pass, one stage at a time, in this process):
-start-up imports (a child process), reading the references, distortion, encoding in each lossless
+its wall ratio can exceed its CPU ratio. Then a breakdown of where the command's time goes (one
+pass, one stage at a time, in this process): start-up imports (a child process), reading the references, distortion, encoding in each lossless
 format, labels, the parquet write and the card.
 
 Usage::

@@ -10,7 +10,7 @@ import numpy as np
 
 from dgqa_data import __version__
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
-from dgqa_train.demo.settings import ARMS, DEMO_RULES
+from dgqa_train.demo.settings import ARMS, DEMO_RULES, DemoSettings
 
 if TYPE_CHECKING:
     from dgqa_train.demo.stages import Demo
@@ -28,14 +28,7 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
     accs = [m["epochs"][-1]["eval_accuracy"] for m in runs]
     selections = {r: Selection.load(demo.out / "selection" / r / "selection.json") for r in DEMO_RULES}
     subsets = json.loads((demo.out / "subsets.json").read_text())
-    recipe = {
-        "capture": "capture-aware recipe: each training and held-out image JPEG-encoded at a quality drawn from "
-        "50-95 after its synthetic distortion (`--capture_jpeg 50-95`), class-balanced loss (`--balance_classes`)",
-        "mixed": "mixed capture recipe: a drawn half of the training and held-out images JPEG-encoded at a "
-        "quality drawn from 50-95 after its synthetic distortion, the other half as synthesised (`--capture_jpeg "
-        "50-95 --capture_share 0.5`), class-balanced loss (`--balance_classes`)",
-        "paper": "the paper's recipe (no capture augmentation, no class balancing)",
-    }[demo.s.recipe]
+    recipe = _recipe(demo.s)
     lines = [
         "# dgqa demo report",
         "",
@@ -204,6 +197,24 @@ def family_rows(truth_file: Path, selections: dict[str, Any]) -> list[str]:
 
 def _pool(photos: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in photos.items())
+
+
+def _recipe(s: DemoSettings) -> str:
+    """The classifier recipe in words, from the options it trains with (:attr:`DemoSettings.classifier_options`)."""
+    opts = s.classifier_options
+    if not opts:
+        return "the paper's recipe (no capture augmentation, no class balancing)"
+    jpeg, share = opts["capture_jpeg"], opts["capture_share"]
+    if share == 1:
+        name, which, flags = "capture-aware", "each training and held-out image", f"--capture_jpeg {jpeg}"
+    else:
+        name = "mixed capture"
+        which = f"a drawn {share:.0%} of the training and held-out images (the others as synthesised)"
+        flags = f"--capture_jpeg {jpeg} --capture_share {share:g}"
+    return (
+        f"{name} recipe: {which} JPEG-encoded at a quality drawn from {jpeg} after its synthetic distortion "
+        f"(`{flags}`), class-balanced loss (`--balance_classes`)"
+    )
 
 
 def _classifier_kind(demo: Demo) -> str:

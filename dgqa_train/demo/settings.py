@@ -108,5 +108,5 @@ class DemoSettings:
         ``mixed`` (the same, with half of the images, drawn, left uncaptured)."""
         if self.recipe == "paper":
             return {}
-        share = {"mixed": 0.5}.get(self.recipe, 1.0)
+        share = 0.5 if self.recipe == "mixed" else 1.0
         return {"capture_jpeg": "50-95", "capture_share": share, "balance_classes": True}

@@ -638,8 +638,7 @@ def test_ctrl_c_stops_a_threaded_synth_and_the_resume_is_byte_identical(tmp_path
     import sys
 
     src = _slow_synth_source(tmp_path)
-    flags = SLOW_SYNTH
-    cmd = [sys.executable, "-m", "dgqa_data", "synth", "--source", str(src), "--out", str(tmp_path / "o"), *flags]
+    cmd = [sys.executable, "-m", "dgqa_data", "synth", "--source", str(src), "--out", str(tmp_path / "o"), *SLOW_SYNTH]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _wait_for_first_shard(tmp_path)
@@ -649,7 +648,7 @@ def test_ctrl_c_stops_a_threaded_synth_and_the_resume_is_byte_identical(tmp_path
     assert not (tmp_path / "o").exists() and len(list(tmp_path.glob(".o.partial/data/train-*.parquet"))) < 12
     assert subprocess.run(cmd, capture_output=True, env=env, timeout=300).returncode == 0  # resumes
     ref = [sys.executable, "-m", "dgqa_data", "synth", "--source", str(src), "--out", str(tmp_path / "ref")]
-    assert subprocess.run([*ref, *flags, "--num-proc", "2"], capture_output=True, env=env, timeout=300).returncode == 0
+    assert subprocess.run([*ref, *SLOW_SYNTH, "--num-proc", "2"], capture_output=True, env=env, timeout=300).returncode == 0
     files = sorted(p.name for p in (tmp_path / "ref" / "data").glob("*.parquet"))
     assert len(files) == 12
     assert all((tmp_path / "o" / "data" / f).read_bytes() == (tmp_path / "ref" / "data" / f).read_bytes() for f in files)
