@@ -14,8 +14,8 @@ rate, as slow as the machine is busy); CPU (loop CPU / command CPU: all the work
 thread of the command included). The loop runs on one thread; the command distorts and encodes on
 ``dgqa_data.synth.distort_threads()`` threads (two on a 2-core machine) and writes on one more, so
 its wall ratio can exceed its CPU ratio. Then a breakdown of where the command's time goes (one
-pass, one stage at a time, in this process): start-up imports (a child process), reading the references, distortion, encoding in each lossless
-format, labels, the parquet write and the card.
+pass, one stage at a time, in this process): start-up imports (a child process), reading the
+references, distortion, encoding in each lossless format, labels, the parquet write and the card.
 
 Usage::
 
