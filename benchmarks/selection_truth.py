@@ -11,6 +11,9 @@ over seeds (:func:`dgqa_data.selection.combine`):
 * ``planted``: the target tiles distorted with known KADID types (all 5 levels), truth from their
   ``distortion_type`` column.
 
+Recipes: the demo's (``capture``: frozen features centred per source photo; ``paper``; ``mixed``;
+the ``-finetune`` ones) and ``capture-uncentred`` (an ablation: ``capture`` without the centring).
+
 Rules: ``dgqa-vote`` and ``dgqa-corrected`` as shipped, and, as an ablation, two mixture estimates
 that use only each image's predicted class and the classifier's held-out confusion matrix (black-box
 shift estimation, Lipton et al. 2018): ``bbse-mle`` (maximum likelihood, by EM) and ``bbse-lsq``
@@ -44,7 +47,11 @@ RECIPES = {
     "capture-finetune": {"recipe": "capture", "classifier": "finetune"},
     "mixed": {"recipe": "mixed", "classifier": "frozen"},
     "mixed-finetune": {"recipe": "mixed", "classifier": "finetune"},
+    "capture-uncentred": {"recipe": "capture", "classifier": "frozen"},
 }
+#: Flags a recipe changes from its demo settings' classifier (an ablation: the capture recipe as it
+#: was before its features were centred per source photo).
+OVERRIDES = {"capture-uncentred": {"centre_features": "off"}}
 
 
 def redraw_target(demo: Path, out: Path, offset: int = 500_000) -> tuple[Path, Path]:
@@ -136,7 +143,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from dgqa_data.scores import load_scores
-    from dgqa_data.selection import combine, given_selection, select
+    from dgqa_data.selection import centred_logits, combine, given_selection, select
     from dgqa_data.truth import judge, load_truth
     from dgqa_data.versions import library_versions
     from dgqa_train.demo import Demo, DemoSettings
@@ -162,12 +169,13 @@ def main() -> int:
         for seed in range(args.seeds):
             run = out / "classifiers" / f"{recipe}-seed{seed}"
             theirs = demo / "classifier" / f"seed{seed}"
-            if mine.s == recorded and (theirs / "model.safetensors").is_file():
+            if mine.s == recorded and recipe not in OVERRIDES and (theirs / "model.safetensors").is_file():
                 run = theirs  # the demo trained this recipe and seed: reuse its classifier
             if not (run / "model.safetensors").is_file():
                 shutil.rmtree(run, ignore_errors=True)
                 config = mine.classifier_config(seed, run)
-                train_classifier(dataclasses.replace(config, feature_cache=str(out / "features")))
+                overrides = {"feature_cache": str(out / "features"), **OVERRIDES.get(recipe, {})}
+                train_classifier(dataclasses.replace(config, **overrides))
             metrics = json.loads((run / "results.json").read_text())
             held_out = json.loads((run / "confusion.json").read_text())
             confusion = np.asarray(held_out["counts"], float)
@@ -177,9 +185,10 @@ def main() -> int:
                     score(run, str(ds), sc_dir, crops=1, crop_size=recorded.tile, batch_size=32)
                 z = load_scores(sc_dir).logits
                 sels = {
-                    "dgqa-vote": select(z, "dgqa-vote"),
+                    "dgqa-vote": select(z, "dgqa-vote", confusion=held_out),
                     "dgqa-corrected": select(z, "dgqa-corrected", confusion=held_out),
                 }
+                z = centred_logits(z, held_out)  # as every rule reads them (unchanged without centring)
                 for ablation, shares in (("bbse-mle", bbse_mle(z, confusion)), ("bbse-lsq", bbse_lsq(z, confusion))):
                     chosen = [t for t in range(1, 26) if shares[t] >= 0.04]
                     sels[ablation] = given_selection(name, chosen or [int(np.argmax(shares[1:]) + 1)], ablation)

@@ -5,7 +5,8 @@ code (``sel_dist.py``): top-4 classes per image, count, divide by (K - 1) * M, k
 share rounded to two decimals is at least 0.04; class 0 (pristine) is never a source domain.
 ``dgqa-corrected`` estimates the target's mixture of domains instead (the maximum-likelihood mixture
 under label shift, from every image's class probabilities and the classifier's training prior),
-which gives the votes a confusable look-alike draws back to the true type.
+which gives the votes a confusable look-alike draws back to the true type; for a classifier trained
+on content-centred features (``--centre_features``) it estimates the target's content mean with it.
 
 Also here: the report (per-domain table as CSV + parquet, ``selection.json``, ``similarity.png``)
 and the ``dgqa select`` verb, which reads a scores folder (:mod:`dgqa_data.scores`); none of it
@@ -158,7 +159,44 @@ def check_held_out(record: Any, where: str = "held-out record") -> dict[str, Any
     p = np.asarray(prior, dtype=np.float64) if prior is not None else None
     if p is None or p.shape != (NUM_CLASSES,) or not np.isfinite(p).all() or (p < 0).any() or not p.sum():
         raise DgqaError(f"{where}: train_prior must be {NUM_CLASSES} non-negative class frequencies")
-    return {**record, "counts": c, "train_prior": p / p.sum()}
+    checked = {**record, "counts": c, "train_prior": p / p.sum()}
+    if record.get("centring") is not None:
+        checked["centring"] = _check_centring(record["centring"], where)
+    return checked
+
+
+def _check_centring(record: Any, where: str) -> dict[str, np.ndarray]:
+    shapes = {"bias": (NUM_CLASSES,), "plan": (NUM_CLASSES,), "logit_offsets": (NUM_CLASSES, NUM_CLASSES)}
+    if not isinstance(record, dict):
+        raise DgqaError(f"{where}: centring must be an object with {', '.join(shapes)}")
+    out = {}
+    for key, shape in shapes.items():
+        value = np.asarray(record.get(key) if record.get(key) is not None else np.nan, dtype=np.float64)
+        if value.shape != shape or not np.isfinite(value).all():
+            raise DgqaError(f"{where}: centring {key} must be {' x '.join(map(str, shape))} finite numbers")
+        out[key] = value
+    if (out["plan"] < 0).any() or abs(out["plan"].sum() - 1) > 1e-6:
+        raise DgqaError(f"{where}: centring plan must be class frequencies summing to 1")
+    return out
+
+
+def _label_shift_em(p: np.ndarray, prior: np.ndarray, w: np.ndarray, tol: float) -> np.ndarray:
+    """The maximum-likelihood mixture of probabilities ``p`` (classes the prior knows) under label
+    shift (Saerens et al. 2002), by EM from ``w``."""
+    ratio = 1.0 / prior
+    for _ in range(10_000):
+        r = p * (w * ratio)[None]
+        new = (r / r.sum(1, keepdims=True)).mean(0)
+        done = np.abs(new - w).max() < tol
+        w = new
+        if done:
+            break
+    return w
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    p = np.exp(z - z.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
 
 
 def corrected_shares(logits: np.ndarray, held_out: Any = None, tol: float = 1e-10) -> np.ndarray:
@@ -172,33 +210,54 @@ def corrected_shares(logits: np.ndarray, held_out: Any = None, tol: float = 1e-1
     classifier was trained under, from its held-out record), and ``w`` is their mean, until it no
     longer moves. A look-alike keeps only the share that no true type explains. Classes the
     classifier never trained on get 0. Without a held-out record (``None``) the classifier is taken
-    to have been trained under equal class frequencies.
+    to have been trained under equal class frequencies. A classifier trained on content-centred
+    features also has the target's content mean estimated with ``w`` (:func:`centred_logits`).
     """
+    return estimate(logits, held_out, tol)[1]
+
+
+def centred_logits(logits: np.ndarray, held_out: Any = None) -> np.ndarray:
+    """The logits every rule reads: as scored, or, for a classifier trained on content-centred
+    features (a held-out record with ``centring``: ``--centre_features``), centred by the target's
+    estimated content mean.
+
+    Such a classifier reads a feature as content mean + class offset. The target's content mean is
+    its feature mean less the class offsets its mixture ``w`` accounts for; the head is linear, so
+    this runs on the logits: ``z - (mean(z) - bias) + (w - plan) @ logit_offsets``, alternated with
+    the EM of :func:`corrected_shares` until ``w`` no longer moves.
+    """
+    return estimate(logits, held_out)[0]
+
+
+def estimate(logits: np.ndarray, held_out: Any = None, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits the rules read, corrected mixture)``: see :func:`centred_logits` and :func:`corrected_shares`."""
     z = _check_logits(logits)
-    prior = check_held_out(held_out)["train_prior"] if held_out is not None else np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+    record = check_held_out(held_out) if held_out is not None else {}
+    prior = record.get("train_prior", np.full(NUM_CLASSES, 1 / NUM_CLASSES))
     known = prior > 0
-    p = np.exp(z - z.max(1, keepdims=True))[:, known]
-    p /= p.sum(1, keepdims=True)
-    ratio = 1.0 / prior[known]
-    w = prior[known].copy()
-    for _ in range(10_000):
-        r = p * (w * ratio)[None]
-        new = (r / r.sum(1, keepdims=True)).mean(0)
-        done = np.abs(new - w).max() < tol
-        w = new
-        if done:
-            break
+    centring = record.get("centring")
+    if centring is None:
+        w = _label_shift_em(_softmax(z)[:, known], prior[known], prior[known].copy(), tol)
+    else:
+        scored, shift = z, z.mean(0) - centring["bias"]
+        full = centring["plan"].copy()
+        for _ in range(200):
+            z = scored - shift + (full - centring["plan"]) @ centring["logit_offsets"]
+            w = _label_shift_em(_softmax(z)[:, known], prior[known], full[known] + 1e-12, tol)
+            moved = np.abs(w - full[known]).max()
+            full = np.zeros(NUM_CLASSES)
+            full[known] = w
+            if moved < 1e-8:
+                break
+        z = scored - shift + (full - centring["plan"]) @ centring["logit_offsets"]
     shares = np.zeros(NUM_CLASSES)
     shares[known] = w
-    return shares
+    return z, shares
 
 
 def mean_probs(logits: np.ndarray) -> np.ndarray:
     """Softmax probability of every class averaged over images."""
-    z = _check_logits(logits)
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return (p / p.sum(axis=1, keepdims=True)).mean(axis=0)
+    return _softmax(_check_logits(logits)).mean(axis=0)
 
 
 def select(
@@ -243,8 +302,6 @@ def select(
     if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
         raise DgqaError(f"threshold must be a number in [0, 1], got {threshold!r}")
     vote_k = k if (rule == "dgqa-vote" and k) else 4
-    shares = vote_shares(logits, vote_k)
-    probs = mean_probs(logits)
     notes = []
     if rule == "dgqa-corrected" and confusion is None:
         notes.append(
@@ -252,7 +309,16 @@ def select(
             "official checkpoint ships none, and neither does a classifier trained with --eval_fraction 0): "
             "dgqa-corrected assumed it was trained under equal class frequencies; --rule dgqa-vote needs no record"
         )
-    corrected = corrected_shares(logits, confusion) if confusion is not None or rule == "dgqa-corrected" else None
+    corrected = None
+    if confusion is not None or rule == "dgqa-corrected":
+        logits, corrected = estimate(logits, confusion)
+    if confusion is not None and confusion.get("centring") is not None:
+        notes.append(
+            "the classifier was trained on content-centred features: every rule read the logits centred by "
+            "the target's content mean, estimated with its corrected mixture"
+        )
+    shares = vote_shares(logits, vote_k)
+    probs = mean_probs(logits)
     if rule == "dgqa-vote":
         threshold = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
         chosen = [t for t in range(1, NUM_CLASSES) if round(float(shares[t]), 2) >= threshold]

@@ -1,5 +1,8 @@
 """Score a target set with a domain classifier: per-image raw logits averaged over random crops.
 
+A classifier trained on content-centred features (``--centre_features``) has its logits centred by
+the target's mean; ``dgqa-corrected`` then refines that mean with the target's mixture.
+
 The output folder holds ``scores.parquet`` (``image_id``, ``logits`` (26 floats), ``predicted``,
 ``predicted_domain``, in dataset order) and ``scores.json`` (classifier path + sha256, target, crops,
 seed). Multi-process runs gather exactly (no padded duplicates, no dropped images)::
@@ -150,6 +153,10 @@ def _score(classifier, target, out: Path, crops, crop_size, batch_size, seed, nu
     index, logits, _ = predict_batches(model, bar, mean, std, accelerator)
     if not np.array_equal(index, np.arange(len(ds))):
         raise RuntimeError(f"scoring gathered {len(index)} results for {len(ds)} images")
+    confusion = held_out_confusion(classifier)
+    centring = (confusion or {}).get("centring")
+    if centring is not None:  # trained on content-centred features: centre by the target's mean (rules refine it)
+        logits = logits - (logits.mean(0) - np.asarray(centring["bias"]))
     logits = logits.astype(np.float32)
     image_ids = ds["image_id"] if "image_id" in ds.column_names else [str(i) for i in range(len(ds))]
     meta = {
@@ -163,7 +170,8 @@ def _score(classifier, target, out: Path, crops, crop_size, batch_size, seed, nu
         "num_processes": accelerator.num_processes,
         "dgqa_version": __version__,
         "versions": library_versions(),
-        "confusion": held_out_confusion(classifier),
+        "confusion": confusion,
+        "centred": centring is not None,
     }
     if accelerator.is_main_process:
         _write(out, image_ids, logits, meta)

@@ -35,6 +35,7 @@ from dgqa_data.paths import check_output, run_lock
 from dgqa_data.schema import NUM_CLASSES
 from dgqa_data.scores import CONFUSION_FILE
 from dgqa_train.capture import HELDOUT_STREAM, TRAIN_STREAM, CaptureAugment
+from dgqa_train.centring import MODES, centre, centring_record, class_offsets, content_groups
 from dgqa_train.checkpoints import TrainState
 from dgqa_train.config import LoopConfig, check_ranges, parse_config, save_config
 from dgqa_train.data import (
@@ -126,6 +127,15 @@ class ClassifierTrainConfig(LoopConfig):
         default=False,
         metadata={"help": "weight each class's loss by its inverse frequency (pristine is 1 in 126 of a full plan)"},
     )
+    centre_features: str = field(
+        default="off",
+        metadata={
+            "help": "with freeze_backbone: train the head on features less their content mean (set: the whole "
+            "training set; folder: the reference's folder, e.g. the tiles of one photo); the held-out set is "
+            "centred by its own mean, and dgqa-corrected estimates a target's (off: the paper's recipe)",
+            "choices": MODES,
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,6 +145,10 @@ class ClassifierTrainConfig(LoopConfig):
         if self.epochs < 1:
             raise DgqaError(f"--epochs must be >= 1, got {self.epochs}")
         check_ranges(self, lr=(0, None), weight_decay=(0, None), crop_size=(1, None))
+        if self.centre_features not in MODES:
+            raise DgqaError(f"--centre_features must be one of {', '.join(MODES)}, got {self.centre_features!r}")
+        if self.centre_features != "off" and not self.freeze_backbone:
+            raise DgqaError("--centre_features works on features extracted once: add --freeze_backbone")
 
     @property
     def capture(self) -> CaptureAugment | None:
@@ -210,9 +224,10 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 def _feature_sets(
     config, accelerator, model, train_ds, eval_ds
-) -> tuple[FeatureDataset, FeatureDataset | None]:
-    """Frozen-backbone features of the training and held-out sets; process 0 extracts, the others
-    read its cache."""
+) -> tuple[FeatureDataset, FeatureDataset | None, tuple[np.ndarray, np.ndarray] | None]:
+    """Frozen-backbone features of the training and held-out sets (process 0 extracts, the others
+    read its cache), content-centred with ``--centre_features``, and then the training classes'
+    offsets and plan (:func:`~dgqa_train.centring.class_offsets`)."""
     show = accelerator.is_local_main_process
     with accelerator.main_process_first():
         folder = Path(config.feature_cache or Path(config.output_dir) / "features")
@@ -222,8 +237,14 @@ def _feature_sets(
         ex = None
         if eval_ds is not None and len(eval_ds):
             ex = extract_features(model, eval_ds, config.crop_size, cache, desc="features (held out)", **run)
+    offsets = None
+    if config.centre_features != "off":
+        x = centre(x, content_groups(train_ds["reference_id"], config.centre_features))
+        offsets = class_offsets(x, train_ds["distortion_type"])
+        if ex is not None:
+            ex = centre(ex, np.zeros(len(ex), dtype=np.int64))
     train_set = FeatureDataset(x, train_ds["distortion_type"])
-    return train_set, (FeatureDataset(ex, eval_ds["distortion_type"]) if ex is not None else None)
+    return train_set, (FeatureDataset(ex, eval_ds["distortion_type"]) if ex is not None else None), offsets
 
 
 def train_classifier(config: ClassifierTrainConfig) -> dict[str, Any]:
@@ -275,10 +296,16 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
         )
     )
     mean, std = norm_tensors(model, accelerator.device)
+    offsets = None
     if config.freeze_backbone:  # linear probe: only the head trains, on features extracted once
         model.requires_grad_(False)
         model.head.requires_grad_(True)
-        features, held_features = _feature_sets(config, accelerator, model, train_ds, eval_ds)
+        features, held_features, offsets = _feature_sets(config, accelerator, model, train_ds, eval_ds)
+        if offsets is not None and held_features is None:
+            raise DgqaError(
+                "--centre_features needs a held-out set (its record carries the centring): "
+                "set --eval_fraction above 0 or pass --eval_dataset"
+            )
         train_set = KeyedDataset(features)
         eval_set = KeyedDataset(held_features) if held_features is not None else None
         net: torch.nn.Module = model.head
@@ -356,6 +383,8 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
                 "images": int(confusion[0].sum()),
                 "capture": metrics["capture"],
             }
+            if offsets is not None:
+                held["centring"] = {"mode": config.centre_features, **centring_record(model.head, *offsets)}
             write_json(out / CONFUSION_FILE, held, indent=None)
         accelerator.print(f"saved the classifier to {out} (results: {out / RESULTS_NAME})")
     accelerator.wait_for_everyone()

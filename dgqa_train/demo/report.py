@@ -211,9 +211,15 @@ def _recipe(s: DemoSettings) -> str:
         name = "mixed capture"
         which = f"a drawn {share:.0%} of the training and held-out images (the others as synthesised)"
         flags = f"--capture_jpeg {jpeg} --capture_share {share:g}"
+    centred = (
+        ", features centred per source photo (`--centre_features folder`: the head learns distortions as "
+        "offsets from a photo's mean, and `dgqa-corrected` estimates the captures' mean with their mixture)"
+        if opts.get("centre_features") == "folder"
+        else ""
+    )
     return (
         f"{name} recipe: {which} JPEG-encoded at a quality drawn from {jpeg} after its synthetic distortion "
-        f"(`{flags}`), class-balanced loss (`--balance_classes`)"
+        f"(`{flags}`), class-balanced loss (`--balance_classes`){centred}"
     )
 
 

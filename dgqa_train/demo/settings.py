@@ -104,9 +104,11 @@ class DemoSettings:
     @property
     def classifier_options(self) -> dict[str, Any]:
         """The classifier recipe: ``paper`` (none of the below), ``capture`` (JPEG at quality 50-95 after
-        the synthetic distortion, as every target capture ends, and class-balanced loss weights) or
-        ``mixed`` (the same, with half of the images, drawn, left uncaptured)."""
+        the synthetic distortion, as every target capture ends, class-balanced loss weights and, for a
+        frozen backbone, features centred per source photo) or ``mixed`` (the same, with half of the
+        images, drawn, left uncaptured)."""
         if self.recipe == "paper":
             return {}
         share = 0.5 if self.recipe == "mixed" else 1.0
-        return {"capture_jpeg": "50-95", "capture_share": share, "balance_classes": True}
+        options = {"capture_jpeg": "50-95", "capture_share": share, "balance_classes": True}
+        return options | ({"centre_features": "folder"} if self.classifier == "frozen" else {})

@@ -12,7 +12,15 @@ import pytest
 from dgqa_data.cli import main
 from dgqa_data.errors import DgqaError
 from dgqa_data.scores import write_scores
-from dgqa_data.selection import Selection, agreement, combine, corrected_shares, format_table, select
+from dgqa_data.selection import (
+    Selection,
+    agreement,
+    centred_logits,
+    combine,
+    corrected_shares,
+    format_table,
+    select,
+)
 from dgqa_data.truth import judge, load_truth, truth_from_csv, truth_from_types
 
 K = 26
@@ -195,3 +203,58 @@ def test_report_files_carry_the_corrected_share(tmp_path):
     header = (Path(out) / "selection.csv").read_text().splitlines()[0]
     assert header == '"type_id","domain","vote_share","corrected_share","mean_prob","selected"'
     assert sel.selected == [5]
+
+
+def centred_classifier(rng: np.random.Generator, dim: int = 12, sigma: float = 1.0):
+    """A linear classifier of features = content mean + class offset + noise, trained (in closed form:
+    equal-covariance Gaussians) on features centred per photo under a full plan; returns its class
+    offsets, head (W, b) and held-out record with the centring."""
+    offsets = rng.normal(0, 1.6, (K, dim))
+    centred = offsets - offsets.mean(0)  # what a photo's mean leaves of every class under a uniform plan
+    w = centred / sigma**2
+    b = -0.5 * (centred**2).sum(1) / sigma**2
+    record = {
+        "counts": np.eye(K).tolist(),
+        "train_prior": [1 / K] * K,
+        "centring": {"bias": b.tolist(), "logit_offsets": (centred @ w.T).tolist(), "plan": [1 / K] * K},
+    }
+    return offsets, w, b, record
+
+
+def test_a_centred_classifier_has_the_targets_content_mean_estimated_with_its_mixture():
+    rng = np.random.default_rng(3)
+    offsets, w, b, record = centred_classifier(rng)
+    mixture = {2: 0.35, 11: 0.35, 16: 0.3}
+    types = rng.choice(list(mixture), size=2000, p=list(mixture.values()))
+    content = rng.normal(0, 2.0, offsets.shape[1])  # the target's photos: a mean no training photo had
+    feats = content + offsets[types] + rng.normal(0, 1.0, (len(types), offsets.shape[1]))
+    raw = feats @ w.T + b  # the head on the target's features, as scored
+    plain = corrected_shares(raw, {k: v for k, v in record.items() if k != "centring"})
+    found = corrected_shares(raw, record)
+    assert sorted(np.argsort(-plain)[:3]) != [2, 11, 16]  # the content shift fools the classifier
+    for t, share in mixture.items():
+        assert found[t] == pytest.approx(share, abs=0.03)
+    assert found.sum() == pytest.approx(1.0) and np.delete(found, [2, 11, 16]).max() < 0.02
+    sel = select(raw, "dgqa-corrected", confusion=record)
+    assert sel.selected == [2, 11, 16]
+    assert "every rule read the logits centred by the target's content mean" in sel.notes[0]
+    # the logits every rule reads are those of the features less the target's true content mean
+    truth = (feats - content - offsets.mean(0)) @ w.T + b
+    z = centred_logits(raw, record)
+    assert np.corrcoef(z.ravel(), truth.ravel())[0, 1] > 0.999
+    assert (z.argmax(1) == truth.argmax(1)).mean() > 0.97
+    # centred by the set's mean first (as `dgqa score` writes them): the same estimate
+    np.testing.assert_allclose(corrected_shares(raw - (raw.mean(0) - b), record), found, atol=1e-6)
+
+
+def test_a_bad_centring_record_is_named():
+    record = centred_classifier(np.random.default_rng(0))[3]
+    logits = np.zeros((4, K))
+    bad = {**record, "centring": {**record["centring"], "logit_offsets": [[0.0] * K] * 3}}
+    with pytest.raises(DgqaError, match="held-out record: centring logit_offsets must be 26 x 26 finite numbers"):
+        select(logits, "dgqa-corrected", confusion=bad)
+    bad = {**record, "centring": {**record["centring"], "plan": [0.5] * K}}
+    with pytest.raises(DgqaError, match="centring plan must be class frequencies summing to 1"):
+        select(logits, "dgqa-corrected", confusion=bad)
+    with pytest.raises(DgqaError, match="centring must be an object with bias, plan, logit_offsets"):
+        select(logits, "dgqa-vote", confusion={**record, "centring": [1, 2]})

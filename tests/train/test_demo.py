@@ -62,6 +62,8 @@ def test_classifier_is_well_above_chance_on_the_held_out_photo(demo):
         )
         assert last["eval_accuracy"] > 3 / 26  # chance is 1/26
         assert metrics["capture"]["jpeg"] == [50, 95] and metrics["balance_classes"]  # the capture-aware recipe
+        centring = json.loads((demo / f"classifier/seed{seed}/confusion.json").read_text())["centring"]
+        assert centring["mode"] == "folder" and len(centring["logit_offsets"]) == 26  # centred per source photo
 
 
 def test_subsets_load_by_their_hub_names(demo, monkeypatch):
@@ -190,6 +192,9 @@ def test_the_classifier_setting_decides_how_the_classifier_trains(tmp_path):
     assert mixed.capture.share == 0.5 and mixed.capture.jpeg == (50, 95) and mixed.balance_classes
     paper = Demo(tmp_path / "e", DemoSettings(recipe="paper")).classifier_config(0, tmp_path)
     assert paper.capture is None and not paper.balance_classes
+    # features centred per source photo where they are extracted once (frozen), not for the paper's recipe
+    assert (frozen.centre_features, mixed.centre_features) == ("folder", "folder")
+    assert (tuned.centre_features, paper.centre_features) == ("off", "off")
     with pytest.raises(DemoError, match="demo classifier must be one of frozen, finetune, got 'fine-tune'"):
         DemoSettings(classifier="fine-tune")
 

@@ -229,3 +229,51 @@ def test_frozen_backbone_classifier_trains_only_the_head(tmp_path):
     assert confusion.shape == (26, 26) and confusion.sum() == metrics["eval_images"] == 8
     assert np.trace(confusion) == round(metrics["epochs"][-1]["eval_accuracy"] * 8)
     assert list((tmp_path / "cls" / "features").glob("tiny-resnet-multilevel-32-*.npz"))
+
+
+def test_a_centred_classifier_stores_its_centring_in_logit_space(tmp_path):
+    from dgqa_train.centring import centre, class_offsets, content_groups
+    from dgqa_train.data import split_by_reference
+
+    refs = [(rid.replace("_", "/"), img) for rid, img in scene_crops(TRAIN_SCENES, size=40, per_scene=2)]
+    source = make_source(tmp_path / "source", refs, types=(1, 2, 3), levels=(4,))
+    config = ClassifierTrainConfig(train_dataset=str(source), output_dir=str(tmp_path / "cls"), backbone="tiny-resnet",
+                                   pretrained=False, crop_size=CROP, features="multilevel", freeze_backbone=True,
+                                   epochs=2, batch_size=8, lr=1e-2, eval_fraction=0.25,
+                                   centre_features="folder")  # fmt: skip
+    train_classifier(config)
+    record = json.loads((tmp_path / "cls" / "confusion.json").read_text())["centring"]
+    model = load_model(tmp_path / "cls")
+    # the same from the cached features of the training rows, centred per photo (folder of the reference)
+    ds = load_iqa_dataset(str(source))
+    train_idx, _ = split_by_reference(ds, 0.25, 0)
+    train = ds.select(train_idx)
+    cache = FeatureCache(tmp_path / "cls" / "features", backbone_id(model, CROP))
+    groups = content_groups(train["reference_id"], "folder")
+    assert len(np.unique(groups)) == len({r.split("/")[0] for r in train["reference_id"]}) >= 2
+    x = centre(extract_features(model, train, CROP, cache, progress=False), groups)
+    offsets, plan = class_offsets(x, train["distortion_type"])
+    weight = model.head.weight.detach().double().numpy()
+    assert record["mode"] == "folder"
+    np.testing.assert_allclose(record["logit_offsets"], offsets @ weight.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(record["bias"], model.head.bias.detach().double().numpy())
+    np.testing.assert_allclose(record["plan"], plan)
+    assert plan[:4] == pytest.approx([0.25] * 4) and plan[4:].sum() == 0  # pristine + 3 types, one level each
+    for g in np.unique(groups):  # every photo's rows average to zero
+        np.testing.assert_allclose(x[groups == g].mean(0), 0, atol=1e-4)
+    # scoring a target centres its logits by the target's mean: they average to the head's bias
+    from dgqa_train.score import score
+
+    scores = score(tmp_path / "cls", str(source), tmp_path / "scores", crops=1, crop_size=CROP)
+    assert scores.meta["centred"] and scores.meta["confusion"]["centring"]["mode"] == "folder"
+    np.testing.assert_allclose(scores.logits.mean(0), record["bias"], atol=1e-4)
+
+
+def test_centring_is_refused_where_it_cannot_run(tmp_path):
+    from dgqa_data.errors import DgqaError
+
+    common = {"train_dataset": "x", "output_dir": str(tmp_path / "c"), "backbone": "tiny-resnet"}
+    with pytest.raises(DgqaError, match="--centre_features works on features extracted once: add --freeze_backbone"):
+        ClassifierTrainConfig(**common, centre_features="set")
+    with pytest.raises(DgqaError, match="--centre_features must be one of off, set, folder, got 'photo'"):
+        ClassifierTrainConfig(**common, freeze_backbone=True, centre_features="photo")
