@@ -8,6 +8,8 @@ over seeds (:func:`dgqa_data.selection.combine`):
 * ``camera``: the demo's simulated captures (truth: ``photos/camera-truth.csv``);
 * ``camera-redraw``: the same target tiles captured again with other draws of the simulator (same
   simulator, other seeds: a selection tuned to one draw does not carry over);
+* ``camera-variant``: the same tiles captured by another camera model (:func:`variant_capture`:
+  Gaussian defocus, gamma exposure, signal-independent noise, JPEG 35-90);
 * ``planted``: the target tiles distorted with known KADID types (all 5 levels), truth from their
   ``distortion_type`` column.
 
@@ -54,43 +56,87 @@ RECIPES = {
 OVERRIDES = {"capture-uncentred": {"centre_features": "off"}}
 
 
-def redraw_target(demo: Path, out: Path, offset: int = 500_000) -> tuple[Path, Path]:
-    """The demo's target tiles captured again with other seeds; returns (dataset, truth CSV)."""
+def variant_capture(image: np.ndarray, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Another camera model than the demo's (written for this benchmark, not fitted to any result):
+    one or two of Gaussian defocus (sigma 0.8-3 px), shake (a line of 3-12 px), exposure as a gamma
+    on all channels (x^0.45-0.8 brighter, x^1.3-2.2 darker) and signal-independent Gaussian noise
+    (sigma 3-12 grey levels), then JPEG at quality 35-90. Returns the image and its families."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    x = image.astype(np.float32) / 255
+    kinds = [str(k) for k in rng.choice(["defocus", "shake", "exposure", "noise"], size=1 + int(rng.random() < 0.3), replace=False)]
+    families = []
+    if "defocus" in kinds:
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.8, 3.0)), borderType=cv2.BORDER_REFLECT)
+        families.append("defocus")
+    if "shake" in kinds:
+        n = int(rng.integers(3, 13))
+        k = np.zeros((n, n), np.float32)
+        k[n // 2] = 1 / n
+        rot = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), float(rng.uniform(0, 180)), 1.0)
+        k = cv2.warpAffine(k, rot, (n, n))
+        x = cv2.filter2D(x, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT)
+        families.append("shake")
+    if "exposure" in kinds:
+        brighter = rng.random() < 0.5
+        x = np.clip(x, 0, 1) ** float(rng.uniform(0.45, 0.8) if brighter else rng.uniform(1.3, 2.2))
+        families.append("brighter" if brighter else "darker")
+    if "noise" in kinds:
+        x = x + rng.normal(0, float(rng.uniform(3, 12)) / 255, x.shape).astype(np.float32)
+        families.append("noise")
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buf, "JPEG", quality=int(rng.integers(35, 91)))
+    return np.asarray(Image.open(buf).convert("RGB")), families
+
+
+def demo_capture(image: np.ndarray, seed: int) -> tuple[np.ndarray, list[str]]:
+    """The demo's camera simulator (:func:`dgqa_data.camera.simulate_capture`) and its families."""
+    from dgqa_data.camera import capture_families, simulate_capture
+
+    cap = simulate_capture(image, seed=seed)
+    return cap.image, capture_families(cap.steps)
+
+
+def captured_target(demo: Path, out: Path, name: str, capture, offset: int = 500_000) -> tuple[Path, Path]:
+    """The demo's target tiles captured by ``capture`` with other seeds than the demo's; returns
+    (dataset, truth CSV)."""
     from PIL import Image
 
     from dgqa_data.build import build_corpus
-    from dgqa_data.camera import capture_families, simulate_capture
     from dgqa_train.demo import BACKGROUND
 
-    root = out / "redraw-images"
+    root = out / f"{name}-images"
     tiles = sorted((demo / "photos" / "target").rglob("*.png"))
     per_tile = len(list((demo / "photos" / "camera").rglob("*.png"))) // len(tiles)
     labels, truth = [], []
     for i, path in enumerate(tiles):
         ref = np.asarray(Image.open(path).convert("RGB"))
         for k in range(per_tile):
-            cap = simulate_capture(ref, seed=offset + i * 1000 + k)
+            image, fams = capture(ref, offset + i * 1000 + k)
             rel = f"{path.parent.name}/{path.stem}_cap{k}.png"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(cap.image).save(root / rel)
-            labels.append({"image": rel, "mos": 1 + 4 * cap.quality})
-            fams = capture_families(cap.steps)
+            Image.fromarray(image).save(root / rel)
+            labels.append({"image": rel, "mos": 3.0})  # the selection reads no label
             truth.append(
                 {
                     "image_id": rel,
                     "families": ";".join(f for f in fams if f not in BACKGROUND),
-                    "background": ";".join(f for f in fams if f in BACKGROUND),
+                    "background": "jpeg",
                 }
             )
-    for name, rows in (("redraw-labels.csv", labels), ("redraw-truth.csv", truth)):
-        with open(out / name, "w", newline="") as f:
+    for suffix, rows in (("labels", labels), ("truth", truth)):
+        with open(out / f"{name}-{suffix}.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    ds = out / "camera-redraw"
-    build_corpus("folder", root, ds, labels=str((out / "redraw-labels.csv").resolve()), score_range="1,5",
-                 name="camera-redraw", progress=False, overwrite=True)  # fmt: skip
-    return ds, out / "redraw-truth.csv"
+    ds = out / name
+    build_corpus("folder", root, ds, labels=str((out / f"{name}-labels.csv").resolve()), score_range="1,5",
+                 name=name, progress=False, overwrite=True)  # fmt: skip
+    return ds, out / f"{name}-truth.csv"
 
 
 def planted_target(demo: Path, out: Path) -> Path:
@@ -153,15 +199,14 @@ def main() -> int:
     demo, out = Path(args.demo).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     recorded = DemoSettings.from_record(json.loads((demo / "demo.json").read_text()))
-    redraw, redraw_truth = (out / "camera-redraw", out / "redraw-truth.csv")
-    if not redraw.exists():
-        redraw, redraw_truth = redraw_target(demo, out)
-    targets = {
-        "camera": (demo / "dgqa" / "camera", load_truth(demo / "photos" / "camera-truth.csv")),
-        "camera-redraw": (redraw, load_truth(redraw_truth)),
-        "planted": (planted_target(demo, out), None),
-    }
-    targets["planted"] = (targets["planted"][0], load_truth(targets["planted"][0]))
+    targets = {"camera": (demo / "dgqa" / "camera", load_truth(demo / "photos" / "camera-truth.csv"))}
+    for name, capture in (("camera-redraw", demo_capture), ("camera-variant", variant_capture)):
+        ds, truth = out / name, out / f"{name}-truth.csv"
+        if not ds.exists():
+            ds, truth = captured_target(demo, out, name, capture)
+        targets[name] = (ds, load_truth(truth))
+    planted = planted_target(demo, out)
+    targets["planted"] = (planted, load_truth(planted))
     results: list[dict] = []
     for recipe in args.recipes:
         per_rule: dict[tuple[str, str], list] = {}

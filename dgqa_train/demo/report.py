@@ -87,7 +87,14 @@ def report_text(demo: Demo, summary, results, chance, n_target, verdict) -> str:
         "are most likely given the classifier's class probabilities and the class frequencies it was trained "
         "under (maximum likelihood under label shift, solved by EM; Saerens et al. 2002), so that a look-alike "
         "keeps only the share no true type explains; it keeps the types whose share is >= 0.04. "
-        "Chart: `similarity.png` (vote and corrected shares side by side).",
+        + (
+            "The classifier reads features centred per photo, so both rules read the captures' logits centred "
+            "by their content mean, estimated together with the corrected mixture (the mean feature less the "
+            "class offsets the mixture accounts for). "
+            if demo.s.classifier_options.get("centre_features")
+            else ""
+        )
+        + "Chart: `similarity.png` (vote and corrected shares side by side).",
     ]
     for rule, sel in selections.items():
         lines += [
