@@ -167,6 +167,22 @@ def _check_labels(ds: Any, name: str) -> None:
         )
 
 
+def _check_centring(config: ClassifierTrainConfig, train_ds: Any, eval_ds: Any) -> None:
+    """Refuse ``--centre_features`` where it cannot run, before any feature is extracted."""
+    if config.centre_features == "off":
+        return
+    if eval_ds is None or not len(eval_ds):
+        raise DgqaError(
+            "--centre_features needs a held-out set (its record carries the centring): "
+            "set --eval_fraction above 0 or pass --eval_dataset"
+        )
+    if config.centre_features == "folder" and "reference_id" not in train_ds.column_names:
+        raise DgqaError(
+            f"{config.train_dataset}: --centre_features folder groups rows by the folder of their reference_id, "
+            "and this dataset has no reference_id column (use --centre_features set)"
+        )
+
+
 def evaluate(accelerator: Any, model: torch.nn.Module, loader: Any, mean, std) -> tuple[dict[str, float], np.ndarray]:
     """Held-out accuracy and loss over the whole loader, gathered exactly across processes, and the
     confusion matrix (rows: true class, columns: predicted class)."""
@@ -239,7 +255,8 @@ def _feature_sets(
             ex = extract_features(model, eval_ds, config.crop_size, cache, desc="features (held out)", **run)
     offsets = None
     if config.centre_features != "off":
-        x = centre(x, content_groups(train_ds["reference_id"], config.centre_features))
+        refs = train_ds["reference_id"] if config.centre_features == "folder" else [""] * len(train_ds)
+        x = centre(x, content_groups(refs, config.centre_features))
         offsets = class_offsets(x, train_ds["distortion_type"])
         if ex is not None:
             ex = centre(ex, np.zeros(len(ex), dtype=np.int64))
@@ -279,6 +296,7 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
     elif config.eval_fraction > 0:
         train_idx, eval_idx = split_by_reference(train_ds, config.eval_fraction, config.seed)
         train_ds, eval_ds = train_ds.select(train_idx), train_ds.select(eval_idx)
+    _check_centring(config, train_ds, eval_ds)
     capture = config.capture
     if capture is not None:  # after the split: held-out rows get their own draws
         with accelerator.main_process_first():
@@ -301,11 +319,6 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
         model.requires_grad_(False)
         model.head.requires_grad_(True)
         features, held_features, offsets = _feature_sets(config, accelerator, model, train_ds, eval_ds)
-        if offsets is not None and held_features is None:
-            raise DgqaError(
-                "--centre_features needs a held-out set (its record carries the centring): "
-                "set --eval_fraction above 0 or pass --eval_dataset"
-            )
         train_set = KeyedDataset(features)
         eval_set = KeyedDataset(held_features) if held_features is not None else None
         net: torch.nn.Module = model.head

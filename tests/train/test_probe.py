@@ -277,3 +277,15 @@ def test_centring_is_refused_where_it_cannot_run(tmp_path):
         ClassifierTrainConfig(**common, centre_features="set")
     with pytest.raises(DgqaError, match="--centre_features must be one of off, set, folder, got 'photo'"):
         ClassifierTrainConfig(**common, freeze_backbone=True, centre_features="photo")
+
+
+def test_centring_without_a_held_out_set_is_refused_before_any_feature(tmp_path):
+    from dgqa_data.errors import DgqaError
+
+    source = make_source(tmp_path / "source", scene_crops(TRAIN_SCENES[:2], size=40, per_scene=1), types=(1,), levels=(4,))
+    config = ClassifierTrainConfig(train_dataset=str(source), output_dir=str(tmp_path / "cls"), backbone="tiny-resnet",
+                                   pretrained=False, crop_size=CROP, freeze_backbone=True, eval_fraction=0.0,
+                                   centre_features="set")  # fmt: skip
+    with pytest.raises(DgqaError, match="--centre_features needs a held-out set .*--eval_fraction above 0"):
+        train_classifier(config)
+    assert not (tmp_path / "cls").exists()  # a failed run leaves no folder it made
