@@ -125,7 +125,7 @@ def captured_target(demo: Path, out: Path, name: str, capture, offset: int = 500
                 {
                     "image_id": rel,
                     "families": ";".join(f for f in fams if f not in BACKGROUND),
-                    "background": "jpeg",
+                    "background": ";".join(BACKGROUND),  # every capture ends in a JPEG encode
                 }
             )
     for suffix, rows in (("labels", labels), ("truth", truth)):
@@ -202,7 +202,7 @@ def main() -> int:
     targets = {"camera": (demo / "dgqa" / "camera", load_truth(demo / "photos" / "camera-truth.csv"))}
     for name, capture in (("camera-redraw", demo_capture), ("camera-variant", variant_capture)):
         ds, truth = out / name, out / f"{name}-truth.csv"
-        if not ds.exists():
+        if not (ds.exists() and truth.is_file()):
             ds, truth = captured_target(demo, out, name, capture)
         targets[name] = (ds, load_truth(truth))
     planted = planted_target(demo, out)

@@ -239,17 +239,21 @@ def estimate(logits: np.ndarray, held_out: Any = None, tol: float = 1e-10) -> tu
     if centring is None:
         w = _label_shift_em(_softmax(z)[:, known], prior[known], prior[known].copy(), tol)
     else:
-        scored, shift = z, z.mean(0) - centring["bias"]
-        full = centring["plan"].copy()
+        shift, plan = z.mean(0) - centring["bias"], centring["plan"]
+        scored = z
+
+        def centred(mixture: np.ndarray) -> np.ndarray:
+            return scored - shift + (mixture - plan) @ centring["logit_offsets"]
+
+        full = plan.copy()
         for _ in range(200):
-            z = scored - shift + (full - centring["plan"]) @ centring["logit_offsets"]
-            w = _label_shift_em(_softmax(z)[:, known], prior[known], full[known] + 1e-12, tol)
+            w = _label_shift_em(_softmax(centred(full))[:, known], prior[known], full[known] + 1e-12, tol)
             moved = np.abs(w - full[known]).max()
             full = np.zeros(NUM_CLASSES)
             full[known] = w
             if moved < 1e-8:
                 break
-        z = scored - shift + (full - centring["plan"]) @ centring["logit_offsets"]
+        z = centred(full)
     shares = np.zeros(NUM_CLASSES)
     shares[known] = w
     return z, shares

@@ -167,7 +167,7 @@ def _check_labels(ds: Any, name: str) -> None:
         )
 
 
-def _check_centring(config: ClassifierTrainConfig, train_ds: Any, eval_ds: Any) -> None:
+def _check_centring_inputs(config: ClassifierTrainConfig, train_ds: Any, eval_ds: Any) -> None:
     """Refuse ``--centre_features`` where it cannot run, before any feature is extracted."""
     if config.centre_features == "off":
         return
@@ -296,7 +296,7 @@ def _train_classifier(config: ClassifierTrainConfig, out: Path) -> dict[str, Any
     elif config.eval_fraction > 0:
         train_idx, eval_idx = split_by_reference(train_ds, config.eval_fraction, config.seed)
         train_ds, eval_ds = train_ds.select(train_idx), train_ds.select(eval_idx)
-    _check_centring(config, train_ds, eval_ds)
+    _check_centring_inputs(config, train_ds, eval_ds)
     capture = config.capture
     if capture is not None:  # after the split: held-out rows get their own draws
         with accelerator.main_process_first():
