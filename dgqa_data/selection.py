@@ -32,7 +32,7 @@ from dgqa_data.atomic import write_atomic
 from dgqa_data.errors import DgqaError, at_least, fraction
 from dgqa_data.paths import claim_folder
 from dgqa_data.schema import DISTORTION_NAMES, NUM_CLASSES
-from dgqa_data.scores import load_scores
+from dgqa_data.scores import SCORES_META, load_scores
 from dgqa_data.specs import parse_spec
 
 RULES = ("dgqa-vote", "dgqa-corrected", "mean-prob", "top-k")
@@ -570,6 +570,8 @@ def select_from_scores(
     runs = []
     for folder in folders:
         scores = load_scores(folder)
+        if scores.meta.get("confusion") is not None:  # a bad record is named by its file
+            check_held_out(scores.meta["confusion"], f"{Path(folder) / SCORES_META}: confusion")
         runs.append(
             select(
                 scores.logits,

@@ -258,3 +258,14 @@ def test_a_bad_centring_record_is_named():
         select(logits, "dgqa-corrected", confusion=bad)
     with pytest.raises(DgqaError, match="centring must be an object with bias, plan, logit_offsets"):
         select(logits, "dgqa-vote", confusion={**record, "centring": [1, 2]})
+
+
+def test_a_bad_held_out_record_in_a_scores_folder_is_named_by_its_file(tmp_path, capsys):
+    record = centred_classifier(np.random.default_rng(0))[3]
+    record["centring"]["plan"] = [0.5] * K
+    write_scores(tmp_path / "s", ["a", "b"], np.zeros((2, K)), {"target": "t", "confusion": record})
+    rc = main(["select", "--scores", str(tmp_path / "s"), "--rule", "dgqa-corrected", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0].endswith(f"{tmp_path / 's' / 'scores.json'}: confusion: centring plan must be class frequencies summing to 1")
+    assert not (tmp_path / "o").exists()
